@@ -1,0 +1,81 @@
+"""Merchants, their API keys and their products."""
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def public_id(prefix: str) -> str:
+    """An opaque public id: a prefix that says what it is, then 20 random base62-ish chars."""
+    return f"{prefix}_{secrets.token_urlsafe(15).replace('-', 'x').replace('_', 'y')}"
+
+
+def _merchant_id():
+    return public_id("mch")
+
+
+def _product_id():
+    return public_id("prod")
+
+
+class Merchant(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=_merchant_id, editable=False)
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class MerchantUser(models.Model):
+    """A Django user who administers one merchant (staff of that shop)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merchant_link"
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="users")
+
+
+class ApiKey(models.Model):
+    """An API key, stored as its SHA-256 (keys are 256-bit random, so a fast hash is safe);
+    the key itself is shown once, when it is made."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "Invoice key (create invoices, read)"
+        ADMIN = "admin", "Admin key (everything)"
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    prefix = models.CharField(max_length=16, help_text="The first characters, to tell keys apart.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+
+class Product(models.Model):
+    class Currency(models.TextChoices):
+        SAT = "SAT"
+        USD = "USD"
+        EUR = "EUR"
+
+    public_id = models.CharField(max_length=40, unique=True, default=_product_id, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="products")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    price = models.DecimalField(max_digits=18, decimal_places=2)
+    currency = models.CharField(max_length=3, choices=Currency.choices)
+    image_url = models.URLField(blank=True, max_length=2000)
+    active = models.BooleanField(default=True)
+    archived = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.name

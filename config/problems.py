@@ -1,0 +1,105 @@
+"""RFC 9457 problem details: the one error shape of the whole API.
+
+Every error answers `application/problem+json` with `type`, `title`, `status`, `detail`,
+a stable `error` slug and, for validation errors, `errors` (field -> messages).
+"""
+
+from http import HTTPStatus
+
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions
+from rest_framework.views import exception_handler as drf_exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(exceptions.APIException):
+    """Raise from a view or service to answer with a specific problem."""
+
+    def __init__(self, status: int, error: str, detail: str, errors=None, headers=None):
+        self.status_code = status
+        self.error = error
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+        super().__init__(detail)
+
+
+def problem_body(status: int, error: str, detail: str, errors=None) -> dict:
+    body = {
+        "type": f"about:blank#{error}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "error": error,
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def problem_response(status: int, error: str, detail: str, errors=None, headers=None):
+    """A plain Django response with a problem body (for non-DRF views)."""
+    response = JsonResponse(
+        problem_body(status, error, detail, errors),
+        status=status,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _flatten(detail, prefix=""):
+    """DRF's nested ValidationError detail -> {"field.sub": ["message", ...]}."""
+    out = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "body" if key == "non_field_errors" else key
+            out.update(_flatten(value, f"{prefix}{name}" if not prefix else f"{prefix}.{name}"))
+    elif (
+        isinstance(detail, list) and detail and all(not isinstance(d, (dict, list)) for d in detail)
+    ):
+        out[prefix or "body"] = [str(d) for d in detail]
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            out.update(_flatten(value, f"{prefix}[{index}]"))
+    else:
+        out[prefix or "body"] = [str(detail)]
+    return out
+
+
+_SLUGS = {
+    exceptions.ParseError: "malformed_json",
+    exceptions.AuthenticationFailed: "unauthorized",
+    exceptions.NotAuthenticated: "unauthorized",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def exception_handler(exc, context):
+    """DRF exception handler that renders every error as problem+json."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a real bug: let Django's 500 handling log it
+    if isinstance(exc, Problem):
+        body = problem_body(exc.status_code, exc.error, str(exc.detail), exc.errors)
+    elif isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        first = next(iter(errors.items()))
+        detail = f"{first[0]}: {first[1][0]}" if first[0] != "body" else first[1][0]
+        body = problem_body(400, "validation_error", detail, errors)
+    else:
+        slug = next((s for cls, s in _SLUGS.items() if isinstance(exc, cls)), "error")
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        body = problem_body(response.status_code, slug, detail)
+    response.data = body
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LightningConfig(AppConfig):
+    name = "lightning"
+    verbose_name = "Lightning"

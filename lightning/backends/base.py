@@ -1,0 +1,120 @@
+"""The one small interface every Lightning backend implements.
+
+Everything outside `lightning/` talks to a node only through `lightning.services`, which
+talks to a backend only through this interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class NodeError(Exception):
+    """Base of every error a backend raises; the message says what went wrong."""
+
+
+class NodeUnavailable(NodeError):
+    """The node cannot be reached (down, wrong address, network error, timeout)."""
+
+
+class NodeAuthError(NodeError):
+    """The node refused our credentials (bad macaroon)."""
+
+
+class NodeTLSError(NodeError):
+    """The node's TLS certificate does not match the one we were given."""
+
+
+class InvoiceNotFound(NodeError):
+    """The node has no invoice with that payment hash."""
+
+
+class PaymentFailed(NodeError):
+    """A payment could not be made (no route, unknown invoice, already paid, expired)."""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    backend: str
+    pubkey: str
+    alias: str
+    network: str
+
+
+@dataclass(frozen=True)
+class NodeInvoice:
+    """An invoice as the node sees it. States use LND's names."""
+
+    payment_hash: str
+    bolt11: str
+    amount_msat: int
+    memo: str
+    state: str  # OPEN | ACCEPTED | SETTLED | CANCELED
+    created_at: datetime
+    expires_at: datetime
+    settled_at: datetime | None = None
+    amount_paid_msat: int | None = None
+    settle_index: int | None = None
+    add_index: int | None = None
+    preimage: str = ""
+    hold: bool = False
+
+
+@dataclass(frozen=True)
+class Payment:
+    payment_hash: str
+    preimage: str
+    amount_msat: int
+    fee_msat: int
+
+
+class Subscription(abc.ABC):
+    """A live stream of settlements after a settle index (LND's SubscribeInvoices)."""
+
+    @abc.abstractmethod
+    def next_batch(self, timeout: float, max_items: int = 500) -> list[NodeInvoice]:
+        """Wait up to `timeout` seconds for settlements; return those available (maybe
+        none), in settle-index order. Raises NodeUnavailable when the stream broke."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class LightningBackend(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def get_info(self) -> NodeInfo: ...
+
+    @abc.abstractmethod
+    def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> NodeInvoice:
+        """A regular invoice; the node picks the preimage."""
+
+    @abc.abstractmethod
+    def create_hold_invoice(
+        self, payment_hash: str, amount_msat: int, memo: str, expiry_seconds: int
+    ) -> NodeInvoice:
+        """A hold invoice for a payment hash whose preimage only the caller knows."""
+
+    @abc.abstractmethod
+    def settle_hold_invoice(self, preimage: str) -> None: ...
+
+    @abc.abstractmethod
+    def cancel_hold_invoice(self, payment_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    def lookup_invoice(self, payment_hash: str) -> NodeInvoice:
+        """Raises InvoiceNotFound when the node has no such invoice."""
+
+    @abc.abstractmethod
+    def subscribe_settlements(self, settle_index: int) -> Subscription:
+        """Settlements with a settle index above `settle_index`, replayed, then live."""
+
+    @abc.abstractmethod
+    def pay_invoice(self, bolt11: str, timeout_seconds: float = 60) -> Payment:
+        """Pay a BOLT11 invoice (refunds, payouts). Raises PaymentFailed."""
+
+    def close(self) -> None:  # noqa: B027 (most backends hold nothing to release)
+        """Release connections; the backend may be used again afterwards."""

@@ -1,0 +1,203 @@
+"""The rules of payments. Every state change of an Invoice is a conditional UPDATE inside a
+transaction, recorded in InvoiceTransition, so a duplicate event, a second watcher or a
+replay never pays (or expires) anything twice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from .backends import get_backend
+from .backends.base import InvoiceNotFound, NodeInvoice
+from .models import Invoice, InvoiceTransition, WatcherState
+from .signals import invoice_paid
+
+log = logging.getLogger(__name__)
+
+MAX_EXPIRY_SECONDS = 30 * 24 * 3600
+
+
+class LeaseLost(Exception):
+    """Another watcher took over this node's stream; nothing of this batch was applied."""
+
+
+def create_invoice(amount_msat: int, memo: str = "", expiry_seconds: int = 900) -> Invoice:
+    """Ask the node for an invoice, then record it. Raises backends.base.NodeError."""
+    _check_amount_and_expiry(amount_msat, expiry_seconds)
+    backend = get_backend()
+    node_invoice = backend.create_invoice(amount_msat, memo, expiry_seconds)
+    return _record(backend.name, node_invoice, hold=False)
+
+
+def create_hold_invoice(
+    payment_hash: str, amount_msat: int, memo: str = "", expiry_seconds: int = 900
+) -> Invoice:
+    _check_amount_and_expiry(amount_msat, expiry_seconds)
+    backend = get_backend()
+    node_invoice = backend.create_hold_invoice(payment_hash, amount_msat, memo, expiry_seconds)
+    return _record(backend.name, node_invoice, hold=True)
+
+
+def _check_amount_and_expiry(amount_msat: int, expiry_seconds: int) -> None:
+    if not isinstance(amount_msat, int) or amount_msat < 1000 or amount_msat % 1000:
+        raise ValueError("amount_msat must be a whole number of sats, at least 1 sat")
+    if not 1 <= expiry_seconds <= MAX_EXPIRY_SECONDS:
+        raise ValueError(f"expiry_seconds must be between 1 and {MAX_EXPIRY_SECONDS}")
+
+
+def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool) -> Invoice:
+    return Invoice.objects.create(
+        payment_hash=node_invoice.payment_hash,
+        bolt11=node_invoice.bolt11,
+        amount_msat=node_invoice.amount_msat,
+        memo=node_invoice.memo,
+        created_at=node_invoice.created_at,
+        expires_at=node_invoice.expires_at,
+        hold=hold,
+        backend=backend_name,
+    )
+
+
+def settle_hold_invoice(invoice: Invoice, preimage: str) -> None:
+    """Release a held payment. The watcher marks the invoice paid when the node reports it."""
+    get_backend().settle_hold_invoice(preimage)
+
+
+def cancel_hold_invoice(invoice: Invoice) -> bool:
+    """Cancel on the node, then here. Returns whether this call changed the state."""
+    get_backend().cancel_hold_invoice(invoice.payment_hash)
+    return _transition(invoice.pk, [Invoice.State.OPEN], Invoice.State.CANCELED)
+
+
+def _transition(invoice_id: int, from_states, to_state, **fields) -> bool:
+    now = timezone.now()
+    with transaction.atomic():
+        for from_state in from_states:
+            changed = Invoice.objects.filter(pk=invoice_id, state=from_state).update(
+                state=to_state, **fields
+            )
+            if changed:
+                InvoiceTransition.objects.create(
+                    invoice_id=invoice_id,
+                    from_state=from_state,
+                    to_state=to_state,
+                    at=now,
+                    settle_index=fields.get("settle_index"),
+                )
+                return True
+    return False
+
+
+def apply_settlements(
+    settlements: list[NodeInvoice], node_key: str | None = None, holder: str | None = None
+) -> list[Invoice]:
+    """Mark the invoices of these node settlements paid, each at most once, in one
+    transaction. With `node_key`/`holder` (the watcher), the node's settle index advances
+    in the same transaction, and only while `holder` still holds the lease.
+
+    A settlement always wins over an expiry that raced it: an expired invoice that the node
+    settled becomes paid, with the node's settle time (so `paid_late` shows it).
+    Returns the invoices this call marked paid.
+    """
+    settled = [s for s in settlements if s.state == "SETTLED"]
+    now = timezone.now()
+    newly_paid_ids = []
+    with transaction.atomic():
+        known = dict(
+            Invoice.objects.filter(payment_hash__in=[s.payment_hash for s in settled]).values_list(
+                "payment_hash", "pk"
+            )
+        )
+        transitions = []
+        for s in settled:
+            pk = known.get(s.payment_hash)
+            if pk is None:
+                continue  # made on the node by someone else: not ours to track
+            fields = dict(
+                state=Invoice.State.PAID,
+                paid_at=s.settled_at or now,
+                amount_paid_msat=s.amount_paid_msat or s.amount_msat,
+                settle_index=s.settle_index,
+                preimage=s.preimage,
+            )
+            for from_state in (Invoice.State.OPEN, Invoice.State.EXPIRED):
+                if Invoice.objects.filter(pk=pk, state=from_state).update(**fields):
+                    transitions.append(
+                        InvoiceTransition(
+                            invoice_id=pk,
+                            from_state=from_state,
+                            to_state=Invoice.State.PAID,
+                            at=now,
+                            settle_index=s.settle_index,
+                        )
+                    )
+                    newly_paid_ids.append(pk)
+                    break
+        InvoiceTransition.objects.bulk_create(transitions)
+        if node_key is not None:
+            top = max((s.settle_index or 0 for s in settlements), default=0)
+            advanced = WatcherState.objects.filter(node_key=node_key, lease_holder=holder).update(
+                settle_index=top, last_event_at=now
+            )
+            if not advanced:
+                raise LeaseLost(f"lease on {node_key} is no longer held by {holder}")
+        paid = list(Invoice.objects.filter(pk__in=newly_paid_ids)) if newly_paid_ids else []
+        if paid:
+            transaction.on_commit(lambda: _announce_paid(paid))
+    return paid
+
+
+def _announce_paid(invoices: list[Invoice]) -> None:
+    for invoice in invoices:
+        invoice_paid.send_robust(sender=Invoice, invoice=invoice)
+
+
+def expire_invoices(now=None) -> int:
+    """Mark open invoices past their expiry expired. Returns how many changed."""
+    now = now or timezone.now()
+    ids = list(
+        Invoice.objects.filter(state=Invoice.State.OPEN, expires_at__lte=now).values_list(
+            "pk", flat=True
+        )[:5000]
+    )
+    return sum(_transition(pk, [Invoice.State.OPEN], Invoice.State.EXPIRED) for pk in ids)
+
+
+def reconcile_invoices() -> dict:
+    """Ask the node about every invoice we still consider open (and those that expired in
+    the last day, which a late settlement may still pay) and apply what it says. Catches
+    anything a stream could have missed; safe to run at any time, by anyone."""
+    backend = get_backend()
+    since = timezone.now() - timedelta(days=1)
+    candidates = Invoice.objects.filter(backend=backend.name, state=Invoice.State.OPEN) | (
+        Invoice.objects.filter(
+            backend=backend.name, state=Invoice.State.EXPIRED, expires_at__gte=since
+        )
+    )
+    counts = {"checked": 0, "paid": 0, "canceled": 0}
+    for invoice in candidates.iterator(chunk_size=500):
+        counts["checked"] += 1
+        try:
+            node_invoice = backend.lookup_invoice(invoice.payment_hash)
+        except InvoiceNotFound:
+            log.warning("invoice %s is unknown to the node", invoice.payment_hash)
+            continue
+        if node_invoice.state == "SETTLED":
+            counts["paid"] += len(apply_settlements([node_invoice]))
+        elif node_invoice.state == "CANCELED" and invoice.state == Invoice.State.OPEN:
+            counts["canceled"] += _transition(
+                invoice.pk, [Invoice.State.OPEN], Invoice.State.CANCELED
+            )
+    expire_invoices()
+    return counts
+
+
+def watcher_status(node_key: str) -> dict:
+    state = WatcherState.objects.filter(node_key=node_key).first()
+    return {
+        "settleIndex": state.settle_index if state else 0,
+        "lastEventAt": state.last_event_at.isoformat() if state and state.last_event_at else None,
+    }

@@ -1,0 +1,156 @@
+"""The paid-invoice watcher: follows the node's settlement stream and marks invoices paid.
+
+Exactly one watcher subscribes per node, however many workers run: it must hold a lease
+(a row in WatcherState) and renews it while it streams; a watcher whose holder died is
+taken over once the lease runs out. The settle index it has applied is stored in the same
+transaction as the payments, so a crash, a restart or a node outage loses nothing and
+applies nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, close_old_connections, connection
+from django.db.models import Q
+from django.utils import timezone
+
+from . import services
+from .backends import get_backend
+from .backends.base import NodeError
+from .models import WatcherState
+
+log = logging.getLogger("lightning.watcher")
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def make_holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire_lease(node_key: str, holder: str, seconds: float) -> bool:
+    """Take or renew the lease on `node_key`'s stream. True when `holder` holds it."""
+    now = timezone.now()
+    try:
+        WatcherState.objects.get_or_create(node_key=node_key)
+    except IntegrityError:
+        pass  # another watcher created the row at the same moment
+    taken = (
+        WatcherState.objects.filter(node_key=node_key)
+        .filter(
+            Q(lease_holder=holder) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
+        )
+        .update(lease_holder=holder, lease_expires_at=now + timedelta(seconds=seconds))
+    )
+    return taken == 1
+
+
+def release_lease(node_key: str, holder: str) -> None:
+    WatcherState.objects.filter(node_key=node_key, lease_holder=holder).update(
+        lease_expires_at=None
+    )
+
+
+class Watcher:
+    """Run with `run()` in a thread; `stop()` ends it and hands the lease back."""
+
+    def __init__(self, holder: str | None = None):
+        self.holder = holder or make_holder_id()
+        self.lease_seconds = settings.WATCHER_LEASE_SECONDS
+        self._stop = threading.Event()
+        self._status = None  # the last state we logged, so each change is logged once
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _say(self, status: str, message: str, *args, level=logging.INFO) -> None:
+        if status != self._status:
+            self._status = status
+            log.log(level, message, *args)
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            node_key = None
+            try:
+                backend = get_backend()
+                info = backend.get_info()
+                node_key = f"{backend.name}:{info.pubkey}"
+                if not acquire_lease(node_key, self.holder, self.lease_seconds):
+                    self._say(
+                        "standby",
+                        "watcher %s: another watcher holds %s; standing by",
+                        self.holder,
+                        node_key,
+                    )
+                    self._stop.wait(self.lease_seconds / 3)
+                    continue
+                self._follow(backend, node_key)
+                backoff = 1.0
+            except services.LeaseLost as exc:
+                self._say("lost", "watcher %s: %s", self.holder, exc, level=logging.WARNING)
+            except NodeError as exc:
+                self._say(
+                    "down",
+                    "watcher %s: node unavailable (%s); retrying with backoff",
+                    self.holder,
+                    exc,
+                    level=logging.WARNING,
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            except DatabaseError as exc:
+                self._say(
+                    "db",
+                    "watcher %s: database error (%s); retrying with backoff",
+                    self.holder,
+                    exc,
+                    level=logging.WARNING,
+                )
+                connection.close()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            finally:
+                if self._stop.is_set() and node_key:
+                    try:
+                        release_lease(node_key, self.holder)
+                    except DatabaseError:
+                        pass
+        close_old_connections()
+        connection.close()
+
+    def _follow(self, backend, node_key: str) -> None:
+        """Holding the lease: reconcile, then apply the stream until stopped or lost."""
+        counts = services.reconcile_invoices()
+        if counts["paid"] or counts["canceled"]:
+            log.info("watcher %s: reconciled at start: %s", self.holder, counts)
+        start_index = WatcherState.objects.get(node_key=node_key).settle_index
+        subscription = backend.subscribe_settlements(start_index)
+        self._say(
+            "streaming",
+            "watcher %s: streaming %s from settle index %s",
+            self.holder,
+            node_key,
+            start_index,
+        )
+        renew_every = self.lease_seconds / 3
+        renewed_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                batch = subscription.next_batch(timeout=min(0.5, renew_every))
+                if batch:
+                    services.apply_settlements(batch, node_key=node_key, holder=self.holder)
+                if time.monotonic() - renewed_at >= renew_every:
+                    if not acquire_lease(node_key, self.holder, self.lease_seconds):
+                        raise services.LeaseLost(f"lease on {node_key} taken over")
+                    renewed_at = time.monotonic()
+        finally:
+            subscription.close()

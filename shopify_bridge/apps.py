@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class ShopifyBridgeConfig(AppConfig):
+    name = "shopify_bridge"

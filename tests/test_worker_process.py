@@ -1,0 +1,113 @@
+"""The watcher in real Celery worker processes: SIGKILLed mid-stream, started after
+settlements, two at once. Every settled invoice must end paid exactly once."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+
+from lightning import services
+from lightning.backends import get_backend
+from lightning.models import Invoice, InvoiceTransition, WatcherState
+
+from .processes import Worker, wait_for
+
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
+
+
+def paid_count() -> int:
+    return Invoice.objects.filter(state="paid").count()
+
+
+def assert_each_paid_exactly_once(invoices):
+    assert paid_count() == len(invoices)
+    per_invoice = dict(
+        InvoiceTransition.objects.filter(to_state="paid")
+        .values_list("invoice_id")
+        .annotate(n=Count("id"))
+        .values_list("invoice_id", "n")
+    )
+    assert per_invoice == {invoice.pk: 1 for invoice in invoices}
+    # Reconciling at start may pay invoices before the stream replays them; the stream
+    # then catches up to the node's last settle index, applying nothing twice.
+    wait_for(
+        lambda: WatcherState.objects.get().settle_index == len(invoices),
+        30,
+        f"the stored settle index to reach {len(invoices)}",
+    )
+    assert InvoiceTransition.objects.filter(to_state="paid").count() == len(invoices)
+
+
+def streaming(worker):
+    return "streaming devnode:" in worker.log()
+
+
+def test_sigkill_while_settling_loses_nothing_and_pays_nothing_twice(tmp_path):
+    invoices = [services.create_invoice(1000 + n * 1000, f"#{n}") for n in range(150)]
+    backend = get_backend()
+    worker = Worker(tmp_path, "w0").start()
+    workers = [worker]
+    wait_for(lambda: streaming(worker), 30, "the first worker to stream")
+
+    def pay_all():
+        try:
+            for invoice in invoices:
+                backend.pay_invoice(invoice.bolt11)
+                time.sleep(0.01)
+        finally:
+            connection.close()
+
+    payer = threading.Thread(target=pay_all)
+    payer.start()
+    try:
+        for round_ in range(1, 4):
+            progress = paid_count()
+            wait_for(lambda p=progress: paid_count() > p, 30, "the worker to mark payments paid")
+            worker.kill()
+            time.sleep(0.3)  # settlements keep landing while no worker runs
+            worker = Worker(tmp_path, f"w{round_}").start()
+            workers.append(worker)
+        payer.join(60)
+        wait_for(lambda: paid_count() == len(invoices), 60, "every settled invoice to be paid")
+        assert_each_paid_exactly_once(invoices)
+    finally:
+        payer.join(60)
+        for w in workers:
+            w.stop()
+
+
+def test_settlements_made_while_no_worker_runs_are_paid_on_start(tmp_path):
+    invoices = [services.create_invoice(5000, f"offline #{n}") for n in range(10)]
+    for invoice in invoices:
+        get_backend().pay_invoice(invoice.bolt11)
+    assert paid_count() == 0
+    worker = Worker(tmp_path, "late").start()
+    try:
+        wait_for(lambda: paid_count() == 10, 30, "the offline settlements to be paid")
+        assert_each_paid_exactly_once(invoices)
+    finally:
+        worker.stop()
+
+
+def test_two_workers_one_subscriber_and_takeover_after_kill(tmp_path):
+    first, second = Worker(tmp_path, "a").start(), Worker(tmp_path, "b").start()
+    try:
+        wait_for(lambda: streaming(first) or streaming(second), 30, "one worker to stream")
+        time.sleep(1.5)  # long enough for the other to try, and fail, to take the lease
+        assert streaming(first) != streaming(second), "exactly one worker subscribes"
+        holder, standby = (first, second) if streaming(first) else (second, first)
+        assert "standing by" in standby.log()
+        assert f":{holder.pid}:" in WatcherState.objects.get().lease_holder
+
+        holder.kill()
+        invoice = services.create_invoice(21_000, "after takeover")
+        get_backend().pay_invoice(invoice.bolt11)
+        wait_for(lambda: streaming(standby), 30, "the standby worker to take over")
+        wait_for(lambda: paid_count() == 1, 30, "the payment to be applied by the new holder")
+        assert f":{standby.pid}:" in WatcherState.objects.get().lease_holder
+        assert_each_paid_exactly_once([invoice])
+    finally:
+        first.stop()
+        second.stop()
