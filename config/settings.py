@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "checkout",
     "agents",
     "shopify_bridge",
+    "webhooks",
+    "l402",
 ]
 
 MIDDLEWARE = [
@@ -169,6 +171,21 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# --- checkout settings (owned by the checkout app) ---------------------------------
+# --- end checkout settings
+
+# --- webhooks settings (owned by the webhooks app) ---------------------------------
+# --- end webhooks settings
+
+# --- agents settings (owned by the agents app) ---------------------------------
+# --- end agents settings
+
+# --- l402 settings (owned by the l402 app) ---------------------------------
+# --- end l402 settings
+
+# --- shopify_bridge settings (owned by the shopify_bridge app) ---------------------------------
+# --- end shopify_bridge settings
 
 # --- Logging -------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

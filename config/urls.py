@@ -4,6 +4,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("lightning.urls")),
+    path("", include("checkout.urls")),
+    path("", include("webhooks.urls")),
+    path("", include("agents.urls")),
+    path("", include("l402.urls")),
+    path("", include("shopify_bridge.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularAPIView.as_view(), name="openapi"),
     path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),

@@ -1,0 +1,62 @@
+"""`X-Api-Key` authentication and the two key scopes, for every merchant endpoint.
+
+A view that needs a merchant sets `authentication_classes = [ApiKeyAuthentication]` and
+`permission_classes = [InvoiceKeyRequired]` (create invoices, read) or
+`[AdminKeyRequired]` (everything). `request.merchant` is then the key's merchant.
+"""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import exceptions, permissions
+from rest_framework.authentication import BaseAuthentication
+
+from .models import ApiKey
+from .services import hash_key
+
+# last_used_at is written at most this often per key, so reads do not all become writes.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    header = "HTTP_X_API_KEY"
+
+    def authenticate(self, request):
+        raw = request.META.get(self.header, "").strip()
+        if not raw:
+            return None
+        key = (
+            ApiKey.objects.select_related("merchant")
+            .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
+            .first()
+        )
+        if key is None:
+            raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        request.merchant = key.merchant
+        return (None, key)
+
+    def authenticate_header(self, request):
+        return "X-Api-Key"  # makes DRF answer 401 (not 403) when the key is missing
+
+
+class InvoiceKeyRequired(permissions.BasePermission):
+    """Any valid key: invoice keys and admin keys."""
+
+    message = "An X-Api-Key header with an invoice or admin key is required."
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise exceptions.NotAuthenticated(self.message)
+        return True
+
+
+class AdminKeyRequired(permissions.BasePermission):
+    message = "This needs an admin key; an invoice key may only create invoices and read."
+
+    def has_permission(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            raise exceptions.NotAuthenticated("An X-Api-Key header with an admin key is required.")
+        return request.auth.kind == ApiKey.Kind.ADMIN

@@ -1,0 +1,51 @@
+"""`limit` (default 20, at most 100) and `offset`, answering `{items, total}`."""
+
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+
+from .problems import Problem
+
+
+class ItemsPagination(LimitOffsetPagination):
+    default_limit = 20
+    max_limit = 100
+    items_key = "items"
+
+    def get_limit(self, request):
+        return self._int_param(
+            request, self.limit_query_param, self.default_limit, 1, self.max_limit
+        )
+
+    def get_offset(self, request):
+        return self._int_param(request, self.offset_query_param, 0, 0, None)
+
+    @staticmethod
+    def _int_param(request, name, default, low, high):
+        raw = request.query_params.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise Problem(
+                400,
+                "validation_error",
+                f"{name} must be an integer",
+                {name: ["Must be an integer."]},
+            ) from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise Problem(
+                400, "validation_error", f"{name} must be {bounds}", {name: [f"Must be {bounds}."]}
+            )
+        return value
+
+    def get_paginated_response(self, data):
+        return Response({self.items_key: data, "total": self.count})
+
+    def get_paginated_response_schema(self, schema):
+        return {
+            "type": "object",
+            "required": [self.items_key, "total"],
+            "properties": {self.items_key: schema, "total": {"type": "integer"}},
+        }

@@ -1,0 +1,5 @@
+from django.apps import AppConfig
+
+
+class L402Config(AppConfig):
+    name = "l402"
