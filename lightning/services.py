@@ -13,7 +13,7 @@ from django.utils import timezone
 from .backends import get_backend
 from .backends.base import InvoiceNotFound, NodeInvoice
 from .models import Invoice, InvoiceTransition, WatcherState
-from .signals import invoice_paid
+from .signals import invoice_paid, invoice_state_changed
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,12 @@ def _transition(invoice_id: int, from_states, to_state, **fields) -> bool:
                     at=now,
                     settle_index=fields.get("settle_index"),
                 )
+                invoice_state_changed.send(
+                    sender=Invoice,
+                    invoice=Invoice.objects.get(pk=invoice_id),
+                    from_state=from_state,
+                    to_state=to_state,
+                )
                 return True
     return False
 
@@ -145,6 +151,14 @@ def apply_settlements(
             if not advanced:
                 raise LeaseLost(f"lease on {node_key} is no longer held by {holder}")
         paid = list(Invoice.objects.filter(pk__in=newly_paid_ids)) if newly_paid_ids else []
+        from_states = {t.invoice_id: t.from_state for t in transitions}
+        for invoice in paid:
+            invoice_state_changed.send(
+                sender=Invoice,
+                invoice=invoice,
+                from_state=from_states[invoice.pk],
+                to_state=Invoice.State.PAID,
+            )
         if paid:
             transaction.on_commit(lambda: _announce_paid(paid))
     return paid

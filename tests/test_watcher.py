@@ -10,7 +10,7 @@ from django.utils import timezone
 from lightning import services
 from lightning.backends import get_backend
 from lightning.models import DevNodeInvoice, Invoice, InvoiceTransition, WatcherState
-from lightning.signals import invoice_paid
+from lightning.signals import invoice_paid, invoice_state_changed
 from lightning.watcher import Watcher, acquire_lease, release_lease
 
 from .processes import wait_for
@@ -170,3 +170,23 @@ def test_reconcile_pays_settled_and_expires_overdue_invoices():
         "paid on the node": "paid",
         "overdue": "expired",
     }
+
+
+@pytest.mark.django_db
+def test_state_changes_are_announced_inside_the_transaction():
+    seen = []
+
+    def receiver(sender, invoice, from_state, to_state, **kwargs):
+        seen.append((invoice.memo, from_state, to_state, invoice.state))
+
+    invoice_state_changed.connect(receiver)
+    try:
+        invoice = services.create_invoice(1000, "announced", expiry_seconds=60)
+        services.expire_invoices(now=timezone.now() + timedelta(minutes=2))
+        get_backend().pay_invoice(services.create_invoice(1000, "paid").bolt11)
+        services.reconcile_invoices()
+    finally:
+        invoice_state_changed.disconnect(receiver)
+    assert ("announced", "open", "expired", "expired") in seen
+    assert ("paid", "open", "paid", "paid") in seen
+    assert invoice.pk
