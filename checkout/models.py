@@ -4,6 +4,7 @@ import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 def public_id(prefix: str) -> str:
@@ -79,3 +80,62 @@ class Product(models.Model):
 
     def __str__(self):
         return self.name
+
+
+def _invoice_id():
+    return public_id("inv")
+
+
+class CheckoutInvoice(models.Model):
+    """A merchant's checkout: what is sold, for how much, and the Lightning invoice that pays
+    it. Its status is derived from the Lightning invoice (the single truth)."""
+
+    class Status(models.TextChoices):
+        UNPAID = "unpaid"
+        PAID = "paid"
+        EXPIRED = "expired"
+
+    public_id = models.CharField(max_length=40, unique=True, default=_invoice_id, editable=False)
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="invoices")
+    invoice = models.OneToOneField(
+        "lightning.Invoice", on_delete=models.PROTECT, related_name="checkout"
+    )
+    product = models.ForeignKey(
+        Product, null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
+    )
+    quantity = models.PositiveIntegerField(default=1)
+    amount = models.DecimalField(max_digits=18, decimal_places=2)  # in `currency`
+    currency = models.CharField(max_length=3, choices=Product.Currency.choices)
+    sats_amount = models.BigIntegerField()
+    # The exchange rate used (units of `currency` per BTC; empty for SAT) and its source.
+    rate = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
+    rate_source = models.CharField(max_length=50, blank=True)
+    description = models.CharField(max_length=640, blank=True)
+    user_ref = models.CharField(max_length=128, blank=True)
+    email = models.EmailField(blank=True)
+    send_email = models.BooleanField(default=False)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
+    redirect_url = models.URLField(max_length=2000, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=256, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "idempotency_key"], name="checkout_invoice_idempotency"
+            )
+        ]
+        indexes = [models.Index(fields=["merchant", "-created_at"])]
+
+    def __str__(self):
+        return self.public_id
+
+    @property
+    def status(self) -> str:
+        state = self.invoice.state
+        if state == "paid":
+            return self.Status.PAID
+        if state == "open" and self.invoice.expires_at > timezone.now():
+            return self.Status.UNPAID
+        return self.Status.EXPIRED
