@@ -119,6 +119,9 @@ class CheckoutInvoice(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=256, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The receipt outbox: set in the transaction that marks the invoice paid (when a receipt
+    # was asked for), so a crash before the email goes out cannot lose it.
+    receipt_due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -126,7 +129,14 @@ class CheckoutInvoice(models.Model):
                 fields=["merchant", "idempotency_key"], name="checkout_invoice_idempotency"
             )
         ]
-        indexes = [models.Index(fields=["merchant", "-created_at"])]
+        indexes = [
+            models.Index(fields=["merchant", "-created_at"]),
+            models.Index(
+                fields=["receipt_due_at"],
+                condition=models.Q(receipt_due_at__isnull=False, receipt_sent_at__isnull=True),
+                name="checkout_receipts_due",
+            ),
+        ]
 
     def __str__(self):
         return self.public_id
@@ -139,3 +149,22 @@ class CheckoutInvoice(models.Model):
         if state == "open" and self.invoice.expires_at > timezone.now():
             return self.Status.UNPAID
         return self.Status.EXPIRED
+
+
+class IdempotencyKey(models.Model):
+    """A merchant's `Idempotency-Key`, reserved (and committed) before the node is asked for
+    an invoice, so concurrent retries with one key wait for the first instead of each
+    minting an invoice. `checkout_invoice` is set when the first request has finished."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=256)
+    request_hash = models.CharField(max_length=64)
+    checkout_invoice = models.OneToOneField(
+        CheckoutInvoice, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["merchant", "key"], name="checkout_idempotency_key")
+        ]
