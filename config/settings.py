@@ -173,6 +173,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- checkout settings (owned by the checkout app) ---------------------------------
+# The operator's privacy policy and terms for /privacy and /terms: paths to UTF-8 text files
+# (blank lines separate paragraphs). Empty: a sensible default text.
+PRIVACY_POLICY_FILE = env.str("PRIVACY_POLICY_FILE", default="")
+TERMS_OF_SERVICE_FILE = env.str("TERMS_OF_SERVICE_FILE", default="")
 # --- end checkout settings
 
 # --- webhooks settings (owned by the webhooks app) ---------------------------------

@@ -1,0 +1,16 @@
+"""URLs of the buyer-facing pages (the hosted checkout page, its status, /privacy, /terms)."""
+
+from django.urls import path
+
+from . import pages
+
+urlpatterns = [
+    path("checkout/<str:invoice_id>", pages.checkout_page, name="checkout-page"),
+    path(
+        "checkout/<str:invoice_id>/status",
+        pages.CheckoutStatusView.as_view(),
+        name="checkout-status",
+    ),
+    path("privacy", pages.privacy, name="privacy"),
+    path("terms", pages.terms, name="terms"),
+]

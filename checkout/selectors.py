@@ -1,0 +1,77 @@
+"""Reads for the hosted checkout page and the merchant admin (services write, selectors read)."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db.models import Count, Q, Sum
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from lightning.models import Invoice
+
+from .models import CheckoutInvoice, Merchant
+
+
+def checkout_for_page(invoice_id: str) -> CheckoutInvoice:
+    """The checkout with everything the hosted page shows, in one query (404 if unknown)."""
+    return get_object_or_404(
+        CheckoutInvoice.objects.select_related("merchant", "invoice", "product"),
+        public_id=invoice_id,
+    )
+
+
+def checkout_for_status(invoice_id: str) -> CheckoutInvoice | None:
+    """The checkout and its Lightning invoice, in one narrow query: every open checkout
+    page asks for this once a second."""
+    return (
+        CheckoutInvoice.objects.select_related("invoice")
+        .only(
+            "public_id",
+            "amount",
+            "currency",
+            "sats_amount",
+            "invoice__bolt11",
+            "invoice__state",
+            "invoice__expires_at",
+            "invoice__paid_at",
+            "invoice__backend",
+        )
+        .filter(public_id=invoice_id)
+        .first()
+    )
+
+
+def merchant_of(user) -> Merchant | None:
+    """The merchant a staff user administers (None for the operator and for unlinked users)."""
+    link = getattr(user, "merchant_link", None)
+    return link.merchant if link is not None else None
+
+
+@dataclass(frozen=True)
+class PaidSummary:
+    count: int
+    sats: int
+
+
+def paid_summary(merchant: Merchant | None, now=None) -> dict[str, PaidSummary]:
+    """Paid checkouts and their revenue in sats since midnight today (UTC, the server's time
+    zone) and over the last 7 days, for one merchant or, with None, for all of them."""
+    now = now or timezone.now()
+    today = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    week = now - timedelta(days=7)
+    paid = CheckoutInvoice.objects.filter(
+        invoice__state=Invoice.State.PAID, invoice__paid_at__gte=min(today, week)
+    )
+    if merchant is not None:
+        paid = paid.filter(merchant=merchant)
+    in_today, in_week = Q(invoice__paid_at__gte=today), Q(invoice__paid_at__gte=week)
+    totals = paid.aggregate(
+        today_count=Count("pk", filter=in_today),
+        today_sats=Sum("sats_amount", filter=in_today),
+        week_count=Count("pk", filter=in_week),
+        week_sats=Sum("sats_amount", filter=in_week),
+    )
+    return {
+        "today": PaidSummary(totals["today_count"], totals["today_sats"] or 0),
+        "week": PaidSummary(totals["week_count"], totals["week_sats"] or 0),
+    }
