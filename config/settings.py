@@ -119,6 +119,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns about a missing folder
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -177,15 +178,81 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # (blank lines separate paragraphs). Empty: a sensible default text.
 PRIVACY_POLICY_FILE = env.str("PRIVACY_POLICY_FILE", default="")
 TERMS_OF_SERVICE_FILE = env.str("TERMS_OF_SERVICE_FILE", default="")
+# Exchange rates: "fixed" (FIXED_RATES, fiat units per BTC; works offline) or "coingecko"
+# (RATE_PROVIDER_URL, cached RATE_CACHE_SECONDS, RATE_PROVIDER_TIMEOUT seconds to answer).
+RATE_PROVIDER = env.str("RATE_PROVIDER", default="fixed")
+FIXED_RATES = env.str("FIXED_RATES", default="USD=100000,EUR=92000")
+RATE_PROVIDER_URL = env.str(
+    "RATE_PROVIDER_URL", default="https://api.coingecko.com/api/v3/simple/price"
+)
+RATE_PROVIDER_TIMEOUT = env.float("RATE_PROVIDER_TIMEOUT", default=5.0)
+RATE_CACHE_SECONDS = env.int("RATE_CACHE_SECONDS", default=60)
+# The largest checkout invoice, in sats (1 BTC by default).
+CHECKOUT_MAX_INVOICE_SATS = env.int("CHECKOUT_MAX_INVOICE_SATS", default=100_000_000)
+# Keyless product checkouts (payment links) per client address per minute.
+CHECKOUT_PUBLIC_RATE_PER_MINUTE = env.int("CHECKOUT_PUBLIC_RATE_PER_MINUTE", default=30)
+# The header a trusted reverse proxy puts the client address in (e.g. X-Real-IP);
+# empty: the address of the TCP peer. Used by config.ratelimit.
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
+# The cache must be shared by every web worker (rate limits, exchange rates): a file cache
+# in the data folder by default, CACHE_URL=redis://... in production.
+CACHES = {
+    "default": env.cache_url(
+        "CACHE_URL", default=f"filecache://{DATA_DIR / 'cache'}?max_entries=100000"
+    )
+}
+# Receipts: console by default; EMAIL_URL=smtp+tls://user:password@host:587 for SMTP.
+globals().update(
+    {k: v for k, v in env.email_url("EMAIL_URL", default="consolemail://").items() if v}
+)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Zapgate <receipts@localhost>")
+CHECKOUT_RECEIPT_SWEEP_SECONDS = env.float("CHECKOUT_RECEIPT_SWEEP_SECONDS", default=60.0)
+CHECKOUT_CELERY_BEAT_SCHEDULE = {  # for the lead to merge into CELERY_BEAT_SCHEDULE
+    "send-due-receipts": {
+        "task": "checkout.tasks.send_due_receipts",
+        "schedule": CHECKOUT_RECEIPT_SWEEP_SECONDS,
+    },
+}
 # --- end checkout settings
 
 # --- webhooks settings (owned by the webhooks app) ---------------------------------
+# Let endpoints resolve to private, loopback or link-local addresses (local demos only).
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
+# Whole request, connect to last byte read.
+WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10.0)
+# How long a worker owns a delivery it claimed; a crashed worker's delivery is retried
+# after this. Must exceed the timeout.
+WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=60.0)
+# How often Celery beat sweeps up due deliveries (retries, lost messages, crashed workers).
+WEBHOOKS_SWEEP_SECONDS = env.float("WEBHOOKS_SWEEP_SECONDS", default=5.0)
+# An endpoint whose attempts have all failed for this long is disabled, its merchant told.
+WEBHOOKS_DISABLE_AFTER_DAYS = env.float("WEBHOOKS_DISABLE_AFTER_DAYS", default=5.0)
+WEBHOOKS_CELERY_BEAT_SCHEDULE = {  # for the lead to merge into CELERY_BEAT_SCHEDULE
+    "webhooks-deliver-due": {
+        "task": "webhooks.tasks.deliver_due",
+        "schedule": WEBHOOKS_SWEEP_SECONDS,
+    },
+}
 # --- end webhooks settings
 
 # --- agents settings (owned by the agents app) ---------------------------------
 # --- end agents settings
 
 # --- l402 settings (owned by the l402 app) ---------------------------------
+# Server secret the per-token macaroon root keys are derived from (HMAC-SHA256(secret,
+# token id)). Defaults to a value derived from SECRET_KEY; changing it voids every token.
+L402_ROOT_KEY_SECRET = env.str("L402_ROOT_KEY_SECRET", default="")
+L402_TOKEN_TTL_SECONDS = env.int("L402_TOKEN_TTL_SECONDS", default=86400)  # expiry caveat
+L402_INVOICE_EXPIRY_SECONDS = env.int("L402_INVOICE_EXPIRY_SECONDS", default=900)
+L402_DEMO_PRICE_SATS = env.int("L402_DEMO_PRICE_SATS", default=10)
+L402_PREMIUM_PRICE_SATS = env.int("L402_PREMIUM_PRICE_SATS", default=100)
+# Reverse-proxy targets on private/loopback addresses are refused unless this is on.
+L402_PROXY_ALLOW_PRIVATE_TARGETS = env.bool("L402_PROXY_ALLOW_PRIVATE_TARGETS", default=False)
+L402_PROXY_MAX_TIMEOUT_SECONDS = env.int("L402_PROXY_MAX_TIMEOUT_SECONDS", default=120)
+# What GET /api/mcp/version-check answers.
+L402_MCP_LATEST_VERSION = env.str("L402_MCP_LATEST_VERSION", default="1.0.0")
+L402_MCP_MIN_VERSION = env.str("L402_MCP_MIN_VERSION", default="1.0.0")
+L402_MCP_RELEASE_NOTES = env.str("L402_MCP_RELEASE_NOTES", default="")
 # --- end l402 settings
 
 # --- shopify_bridge settings (owned by the shopify_bridge app) ---------------------------------
