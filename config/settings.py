@@ -236,6 +236,15 @@ WEBHOOKS_CELERY_BEAT_SCHEDULE = {  # for the lead to merge into CELERY_BEAT_SCHE
 # --- end webhooks settings
 
 # --- agents settings (owned by the agents app) ---------------------------------
+# How long a key-ownership challenge may be signed and sent back.
+AGENTS_CHALLENGE_TTL_SECONDS = env.int("AGENTS_CHALLENGE_TTL_SECONDS", default=300)
+# NIP-98: how far an event's created_at may be from now (either way).
+AGENTS_NIP98_WINDOW_SECONDS = env.int("AGENTS_NIP98_WINDOW_SECONDS", default=60)
+# Per client address, per AGENTS_RATE_LIMIT_PERIOD_SECONDS.
+AGENTS_RATE_LIMIT_PERIOD_SECONDS = env.int("AGENTS_RATE_LIMIT_PERIOD_SECONDS", default=60)
+AGENTS_REGISTER_RATE_LIMIT = env.int("AGENTS_REGISTER_RATE_LIMIT", default=10)
+AGENTS_CHALLENGE_RATE_LIMIT = env.int("AGENTS_CHALLENGE_RATE_LIMIT", default=30)
+AGENTS_VERIFY_RATE_LIMIT = env.int("AGENTS_VERIFY_RATE_LIMIT", default=30)
 # --- end agents settings
 
 # --- l402 settings (owned by the l402 app) ---------------------------------

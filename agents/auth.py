@@ -1,0 +1,179 @@
+"""Who acts as an agent: the agent itself (NIP-98 HTTP auth) or the merchant that registered it
+(`X-Api-Key`).
+
+NIP-98: `Authorization: Nostr <base64 of a signed kind-27235 event>` whose `u` tag is the
+absolute request URL, `method` tag the HTTP method, `created_at` within the window, and, when
+present, `payload` tag the sha256 hex of the body. Each event is accepted once.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+
+from checkout.models import ApiKey
+from config.problems import Problem
+
+from . import nostr
+from .models import Agent, SeenAuthEvent
+
+HTTP_AUTH_KIND = 27235
+
+
+@dataclass(frozen=True)
+class NostrAuth:
+    """`request.auth` after NIP-98 authentication."""
+
+    agent: Agent
+    event: dict
+
+
+def _unauthorized(error: str, detail: str) -> Problem:
+    problem = Problem(401, error, detail)
+    problem.auth_header = "Nostr"  # DRF's handler turns it into WWW-Authenticate
+    return problem
+
+
+def _request_urls(request) -> set[str]:
+    """The URLs a client may have signed: as this server sees the request, and as the public
+    base URL (behind a reverse proxy the two differ)."""
+    path = request.get_full_path()
+    urls = {settings.PUBLIC_BASE_URL + path}
+    try:
+        urls.add(request.build_absolute_uri(path))
+    except DisallowedHost:
+        pass
+    return urls
+
+
+def _decode_event(token: str) -> dict:
+    try:
+        raw = base64.b64decode(token, validate=True)
+    except (binascii.Error, ValueError):
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            raise _unauthorized("nip98_malformed", "The Nostr token is not base64.") from None
+    try:
+        event = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError):
+        raise _unauthorized("nip98_malformed", "The Nostr token is not a JSON event.") from None
+    return event
+
+
+def _remember_event(event_id: str) -> None:
+    """Record the event as used; a second use within the window is a replay."""
+    window = settings.AGENTS_NIP98_WINDOW_SECONDS
+    SeenAuthEvent.objects.filter(
+        created_at__lt=timezone.now() - timedelta(seconds=2 * window + 60)
+    ).delete()
+    try:
+        with transaction.atomic():
+            SeenAuthEvent.objects.create(event_id=event_id)
+    except IntegrityError:
+        raise _unauthorized(
+            "nip98_replayed", "This authorization event was already used."
+        ) from None
+
+
+class NostrAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "nostr":
+            return None
+        event = _decode_event(token.strip())
+        try:
+            nostr.verify_event(event)
+        except nostr.NostrError as error:
+            raise _unauthorized(f"nip98_{error.error}", error.detail) from None
+        if event["kind"] != HTTP_AUTH_KIND:
+            raise _unauthorized("nip98_wrong_kind", f"The event must be kind {HTTP_AUTH_KIND}.")
+        window = settings.AGENTS_NIP98_WINDOW_SECONDS
+        if abs(time.time() - event["created_at"]) > window:
+            raise _unauthorized(
+                "nip98_stale", f"The event's created_at must be within {window} seconds of now."
+            )
+        if nostr.tag_value(event, "u") not in _request_urls(request):
+            raise _unauthorized("nip98_wrong_url", "The event's `u` tag is not this request's URL.")
+        if (nostr.tag_value(event, "method") or "").upper() != request.method:
+            raise _unauthorized(
+                "nip98_wrong_method", "The event's `method` tag is not this method."
+            )
+        payload = nostr.tag_value(event, "payload")
+        if payload is not None and payload.lower() != hashlib.sha256(request.body).hexdigest():
+            raise _unauthorized(
+                "nip98_payload_mismatch", "The event's `payload` tag is not the body's sha256."
+            )
+        agent = Agent.objects.filter(pubkey=event["pubkey"]).first()
+        if agent is None:
+            raise _unauthorized("agent_unknown", "No agent is registered with this pubkey.")
+        _remember_event(event["id"])
+        return (None, NostrAuth(agent, event))
+
+    def authenticate_header(self, request):
+        return "Nostr"
+
+
+def _not_acting() -> Problem:
+    return _unauthorized(
+        "unauthorized",
+        "Sign the request with NIP-98 (Authorization: Nostr ...) or send an X-Api-Key.",
+    )
+
+
+class AgentActorRequired(BasePermission):
+    """Someone must act as an agent, except for the view's `public_methods`. Which agent,
+    and whether it may act, is `acting_agent`'s question, once the body is parsed."""
+
+    def has_permission(self, request, view):
+        if request.method in getattr(view, "public_methods", ()):
+            return True
+        if not isinstance(request.auth, (NostrAuth, ApiKey)):
+            raise _not_acting()
+        return True
+
+
+def acting_agent(request, pubkey: str | None) -> Agent:
+    """The agent this request acts as: the NIP-98 signer, or the merchant's agent `pubkey`.
+
+    Only verified, active agents act. A merchant acts for the agents it registered (another
+    merchant's agent is a 404); writes on its behalf need the merchant's admin key.
+    """
+    auth = request.auth
+    if isinstance(auth, NostrAuth):
+        agent = auth.agent
+        if pubkey and pubkey.lower() != agent.pubkey:
+            raise Problem(403, "forbidden", "The signed event is not from the agent `pubkey`.")
+    elif isinstance(auth, ApiKey):
+        if not pubkey:
+            raise Problem(
+                400,
+                "validation_error",
+                "pubkey: a merchant must say which of its agents it acts for.",
+                {"pubkey": ["This field is required when acting with an API key."]},
+            )
+        agent = Agent.objects.filter(pubkey=pubkey.lower(), owner=request.merchant).first()
+        if agent is None:
+            raise Problem(404, "not_found", "This merchant has registered no agent with pubkey.")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and auth.kind != ApiKey.Kind.ADMIN:
+            raise Problem(403, "forbidden", "Acting for an agent needs an admin key.")
+    else:
+        raise _not_acting()
+    if not agent.is_active:
+        raise Problem(403, "agent_inactive", "This agent has been deactivated.")
+    if not agent.is_verified:
+        raise Problem(
+            403, "agent_unverified", "This agent has not proven it holds its key (verify first)."
+        )
+    return agent

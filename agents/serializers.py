@@ -1,0 +1,403 @@
+"""Request validation and the JSON shapes of the registry (camelCase, as in the seed pages)."""
+
+from django.core.validators import URLValidator
+from rest_framework import serializers
+
+from . import nostr
+from .models import Agent, Agreement, Attestation, Capability, ServiceRequest
+
+MAX_SATS = 21_000_000 * 100_000_000
+
+
+class PubkeyField(serializers.CharField):
+    """64 hex characters that are the x coordinate of a secp256k1 point; lower-cased."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        try:
+            nostr.public_key(value)
+        except nostr.NostrError as error:
+            raise serializers.ValidationError(error.detail) from None
+        return value.lower()
+
+
+class Hex64Field(serializers.RegexField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            r"^[0-9a-fA-F]{64}$",
+            error_messages={"invalid": "Must be 64 hex characters."},
+            **kwargs,
+        )
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data).lower()
+
+
+def no_null_characters(value) -> None:
+    """PostgreSQL cannot store NUL in text or jsonb: refuse it anywhere in a JSON value."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError("Null characters are not allowed.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            no_null_characters(key)
+            no_null_characters(item)
+    elif isinstance(value, list):
+        for item in value:
+            no_null_characters(item)
+
+
+class SatsField(serializers.IntegerField):
+    def __init__(self, **kwargs):
+        super().__init__(min_value=0, max_value=MAX_SATS, **kwargs)
+
+
+class TermField(serializers.CharField):
+    """A category or hashtag: trimmed, lower-case, no `|` or `,` (they separate terms)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(min_length=1, max_length=50, **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data).lower()
+        if "|" in value or "," in value:
+            raise serializers.ValidationError("Must not contain `|` or `,`.")
+        return value
+
+
+class UrlOrPathField(serializers.CharField):
+    """An absolute http(s) URL, or a path on this gateway ("/l402/...")."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=2000, allow_blank=True, default="", **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value and not value.startswith("/"):
+            URLValidator(schemes=["http", "https"])(value)
+        return value
+
+
+class SignedEventField(serializers.JSONField):
+    """An optional NIP-01 event for the item, signed by the acting agent."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=False,
+            help_text="A signed NIP-01 event for this item; its id becomes the item's eventId.",
+            **kwargs,
+        )
+
+
+class ActingPubkeyField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(
+            required=False,
+            min_length=64,
+            max_length=64,
+            help_text="The agent acted for: required with X-Api-Key, optional with NIP-98.",
+            **kwargs,
+        )
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+class AgentRegistrationSerializer(serializers.Serializer):
+    pubkey = PubkeyField()
+    name = serializers.CharField(max_length=200, allow_blank=True, allow_null=True, default="")
+    description = serializers.CharField(
+        max_length=1000, allow_blank=True, allow_null=True, default=""
+    )
+
+    def validate_name(self, value):
+        return value or ""
+
+    def validate_description(self, value):
+        return value or ""
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    """An agent and its figures (read from an `agents_with_stats()` row)."""
+
+    id = serializers.CharField(source="public_id")
+    isActive = serializers.BooleanField(source="is_active")
+    isVerified = serializers.BooleanField(source="is_verified")
+    verifiedAt = serializers.DateTimeField(source="verified_at", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+    totalRequests = serializers.IntegerField(source="total_requests")
+    totalRevenueSats = serializers.IntegerField(source="total_revenue_sats")
+    activeAgreements = serializers.IntegerField(source="active_agreements")
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "pubkey",
+            "name",
+            "description",
+            "isActive",
+            "isVerified",
+            "verifiedAt",
+            "createdAt",
+            "updatedAt",
+            "totalRequests",
+            "totalRevenueSats",
+            "activeAgreements",
+        ]
+        read_only_fields = fields
+
+
+class AgentListSerializer(serializers.Serializer):
+    agents = AgentSerializer(many=True)
+    total = serializers.IntegerField()
+
+
+class AgentListQuerySerializer(serializers.Serializer):
+    verified = serializers.BooleanField(required=False, allow_null=True, default=None)
+    q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    limit = serializers.IntegerField(required=False, default=20, min_value=1, max_value=100)
+    offset = serializers.IntegerField(required=False, default=0, min_value=0)
+
+
+class AgentStatsSerializer(serializers.Serializer):
+    pubkey = serializers.CharField()
+    name = serializers.CharField()
+    totalRequests = serializers.IntegerField()
+    totalRevenueSats = serializers.IntegerField()
+    activeAgreements = serializers.IntegerField()
+    averageRevenuePerRequest = serializers.FloatField()
+    isActive = serializers.BooleanField()
+    registeredAt = serializers.DateTimeField()
+    lastUpdated = serializers.DateTimeField()
+
+
+class AgentChallengeQuerySerializer(serializers.Serializer):
+    pubkey = PubkeyField()
+
+
+class AgentChallengeSerializer(serializers.Serializer):
+    challenge = serializers.CharField()
+    pubkey = serializers.CharField()
+    expiresInSeconds = serializers.IntegerField()
+
+
+class AgentVerificationSerializer(serializers.Serializer):
+    """Presence only: the formats are checked by the service, after it spends the challenge,
+    so that a malformed attempt uses up the challenge like any other."""
+
+    pubkey = serializers.CharField(trim_whitespace=False)
+    challenge = serializers.CharField(trim_whitespace=False)
+    signature = serializers.CharField(trim_whitespace=False)
+
+
+class AgentVerifiedSerializer(serializers.Serializer):
+    pubkey = serializers.CharField()
+    isVerified = serializers.BooleanField()
+    verifiedAt = serializers.DateTimeField()
+    message = serializers.CharField()
+
+
+# --- capabilities --------------------------------------------------------------------------
+
+
+class PublishCapabilitySerializer(serializers.Serializer):
+    pubkey = ActingPubkeyField()
+    serviceId = serializers.CharField(max_length=200)
+    content = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    categories = serializers.ListField(child=TermField(), max_length=20, default=list)
+    hashtags = serializers.ListField(child=TermField(), max_length=20, default=list)
+    priceSats = SatsField()
+    l402Endpoint = UrlOrPathField()
+    targetUrl = UrlOrPathField()
+    event = SignedEventField()
+
+
+class CapabilityPublishedSerializer(serializers.Serializer):
+    eventId = serializers.CharField()
+    l402Endpoint = serializers.CharField(allow_null=True)
+
+
+class CapabilitySerializer(serializers.ModelSerializer):
+    eventId = serializers.CharField(source="event_id")
+    serviceId = serializers.CharField(source="service_id")
+    pubkey = serializers.CharField(source="agent.pubkey")
+    categories = serializers.ListField(child=serializers.CharField())
+    hashtags = serializers.ListField(child=serializers.CharField())
+    priceSats = serializers.IntegerField(source="price_sats")
+    l402Endpoint = serializers.CharField(source="l402_endpoint")
+    # A republished capability is a new version: its time is the version's.
+    createdAt = serializers.DateTimeField(source="updated_at")
+
+    class Meta:
+        model = Capability
+        fields = [
+            "eventId",
+            "serviceId",
+            "pubkey",
+            "content",
+            "categories",
+            "hashtags",
+            "priceSats",
+            "l402Endpoint",
+            "createdAt",
+        ]
+        read_only_fields = fields
+
+
+class DiscoveryQuerySerializer(serializers.Serializer):
+    category = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
+    q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    hashtags = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=1000,
+        help_text="Comma-separated; a capability must carry all of them.",
+    )
+
+    def validate_category(self, value):
+        if "|" in value:
+            raise serializers.ValidationError("Must not contain `|`.")
+        return value.strip().lower()
+
+    def validate_hashtags(self, value):
+        tags = [t.strip().lower() for t in value.split(",") if t.strip()]
+        if any("|" in t for t in tags):
+            raise serializers.ValidationError("Must not contain `|`.")
+        return tags
+
+
+class ActingQuerySerializer(serializers.Serializer):
+    pubkey = ActingPubkeyField()
+
+
+# --- requests and agreements ---------------------------------------------------------------
+
+
+class CreateRequestSerializer(serializers.Serializer):
+    pubkey = ActingPubkeyField()
+    capabilityEventId = Hex64Field()
+    budgetSats = SatsField()
+    parameters = serializers.DictField(default=dict, validators=[no_null_characters])
+    event = SignedEventField()
+
+
+class RequestCreatedSerializer(serializers.Serializer):
+    requestEventId = serializers.CharField()
+    l402Endpoint = serializers.CharField(allow_null=True)
+
+
+class ServiceRequestSerializer(serializers.ModelSerializer):
+    requestEventId = serializers.CharField(source="event_id")
+    capabilityEventId = serializers.CharField(source="capability_event_id")
+    serviceId = serializers.CharField(source="capability.service_id")
+    providerPubkey = serializers.CharField(source="provider.pubkey")
+    requesterPubkey = serializers.CharField(source="requester.pubkey")
+    budgetSats = serializers.IntegerField(source="budget_sats")
+    agreementId = serializers.SerializerMethodField()
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = ServiceRequest
+        fields = [
+            "requestEventId",
+            "capabilityEventId",
+            "serviceId",
+            "providerPubkey",
+            "requesterPubkey",
+            "budgetSats",
+            "parameters",
+            "agreementId",
+            "createdAt",
+        ]
+        read_only_fields = fields
+
+    def get_agreementId(self, obj) -> str | None:
+        agreement = getattr(obj, "agreement", None)
+        return agreement.event_id if agreement else None
+
+
+class CreateAgreementSerializer(serializers.Serializer):
+    pubkey = ActingPubkeyField()
+    requestEventId = Hex64Field()
+    priceSats = SatsField()
+    terms = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    event = SignedEventField()
+
+
+class CloseAgreementSerializer(serializers.Serializer):
+    pubkey = ActingPubkeyField()
+
+
+class AgreementSerializer(serializers.ModelSerializer):
+    agreementId = serializers.CharField(source="event_id")
+    requestEventId = serializers.CharField(source="request.event_id")
+    providerPubkey = serializers.CharField(source="provider.pubkey")
+    requesterPubkey = serializers.CharField(source="requester.pubkey")
+    priceSats = serializers.IntegerField(source="price_sats")
+    createdAt = serializers.DateTimeField(source="created_at")
+    completedAt = serializers.DateTimeField(source="completed_at", allow_null=True)
+    cancelledAt = serializers.DateTimeField(source="cancelled_at", allow_null=True)
+
+    class Meta:
+        model = Agreement
+        fields = [
+            "agreementId",
+            "requestEventId",
+            "providerPubkey",
+            "requesterPubkey",
+            "priceSats",
+            "terms",
+            "status",
+            "createdAt",
+            "completedAt",
+            "cancelledAt",
+        ]
+        read_only_fields = fields
+
+
+class AgreementQuerySerializer(serializers.Serializer):
+    pubkey = ActingPubkeyField()
+    status = serializers.ChoiceField(
+        choices=Agreement.Status.choices, required=False, allow_blank=True, default=""
+    )
+
+
+# --- attestations --------------------------------------------------------------------------
+
+
+class CreateAttestationSerializer(serializers.Serializer):
+    pubkey = ActingPubkeyField()
+    subjectPubkey = Hex64Field()
+    agreementId = Hex64Field()
+    rating = serializers.IntegerField(min_value=1, max_value=5)
+    content = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    proof = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    attestationId = serializers.CharField(max_length=200, allow_blank=True, default="")
+    event = SignedEventField()
+
+
+class AttestationCreatedSerializer(serializers.Serializer):
+    eventId = serializers.CharField()
+
+
+class AttestationSerializer(serializers.ModelSerializer):
+    eventId = serializers.CharField(source="event_id")
+    pubkey = serializers.CharField(source="reviewer.pubkey", help_text="The reviewer.")
+    agreementId = serializers.CharField(source="agreement.event_id")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Attestation
+        fields = ["eventId", "pubkey", "rating", "content", "agreementId", "proof", "createdAt"]
+        read_only_fields = fields
+
+
+class AttestationQuerySerializer(serializers.Serializer):
+    pubkey = Hex64Field(help_text="The agent the attestations are about.")
