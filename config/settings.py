@@ -265,6 +265,35 @@ L402_MCP_RELEASE_NOTES = env.str("L402_MCP_RELEASE_NOTES", default="")
 # --- end l402 settings
 
 # --- shopify_bridge settings (owned by the shopify_bridge app) ---------------------------------
+# Where a store's Admin GraphQL API is: a template with {shop} (the *.myshopify.com domain)
+# and {version}. Tests point it at a fake Shopify on loopback.
+SHOPIFY_API_BASE_URL = env.str(
+    "SHOPIFY_API_BASE_URL", default="https://{shop}/admin/api/{version}/graphql.json"
+)
+SHOPIFY_TIMEOUT_SECONDS = env.float("SHOPIFY_TIMEOUT_SECONDS", default=20.0)
+# Key that encrypts stores' access tokens and webhook secrets at rest; empty: derived from
+# SECRET_KEY (changing it makes the stored secrets unreadable).
+SHOPIFY_SECRETS_KEY = env.str("SHOPIFY_SECRETS_KEY", default="")
+# How long a cart's invoice may be paid.
+SHOPIFY_ORDER_EXPIRY_SECONDS = env.int("SHOPIFY_ORDER_EXPIRY_SECONDS", default=900)
+# Per client address per minute: carts checked out (each makes an invoice) and claim or
+# order-status attempts with a claim token.
+SHOPIFY_CHECKOUT_RATE_PER_MINUTE = env.int("SHOPIFY_CHECKOUT_RATE_PER_MINUTE", default=30)
+SHOPIFY_CLAIM_RATE_PER_MINUTE = env.int("SHOPIFY_CLAIM_RATE_PER_MINUTE", default=10)
+# Seconds the public catalog may be cached by browsers and CDNs.
+SHOPIFY_CATALOG_MAX_AGE = env.int("SHOPIFY_CATALOG_MAX_AGE", default=60)
+SHOPIFY_SYNC_SECONDS = env.float("SHOPIFY_SYNC_SECONDS", default=3600.0)
+SHOPIFY_PUSH_SWEEP_SECONDS = env.float("SHOPIFY_PUSH_SWEEP_SECONDS", default=10.0)
+SHOPIFY_CELERY_BEAT_SCHEDULE = {  # for the lead to merge into CELERY_BEAT_SCHEDULE
+    "shopify-sync-catalogs": {
+        "task": "shopify_bridge.tasks.sync_all_catalogs",
+        "schedule": SHOPIFY_SYNC_SECONDS,
+    },
+    "shopify-push-due-orders": {
+        "task": "shopify_bridge.tasks.push_due_orders",
+        "schedule": SHOPIFY_PUSH_SWEEP_SECONDS,
+    },
+}
 # --- end shopify_bridge settings
 
 # --- Logging -------------------------------------------------------------------------
