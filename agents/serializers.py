@@ -230,7 +230,7 @@ class CapabilitySerializer(serializers.ModelSerializer):
     categories = serializers.ListField(child=serializers.CharField())
     hashtags = serializers.ListField(child=serializers.CharField())
     priceSats = serializers.IntegerField(source="price_sats")
-    l402Endpoint = serializers.CharField(source="l402_endpoint")
+    l402Endpoint = serializers.SerializerMethodField()
     # A republished capability is a new version: its time is the version's.
     createdAt = serializers.DateTimeField(source="updated_at")
 
@@ -248,6 +248,9 @@ class CapabilitySerializer(serializers.ModelSerializer):
             "createdAt",
         ]
         read_only_fields = fields
+
+    def get_l402Endpoint(self, obj) -> str | None:
+        return obj.l402_endpoint or None
 
 
 class DiscoveryQuerySerializer(serializers.Serializer):

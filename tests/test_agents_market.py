@@ -186,6 +186,7 @@ def test_discovery_filters(api):
         "createdAt",
     }
     assert item["pubkey"] == bob.pubkey and item["categories"] == ["data"]
+    assert item["l402Endpoint"] is None
 
 
 def test_discovery_limit(api):
