@@ -1,0 +1,406 @@
+"""The LND backend: LND over gRPC, authenticated by its TLS certificate and a macaroon.
+
+It uses the lnrpc / invoicesrpc / routerrpc stubs that lnd-grpc-client generates, not that
+package's client, which prints and returns None on errors, opens a channel per call and
+exits the process when credentials are missing. Here one channel lives as long as the
+backend, every unary call has a deadline, and every gRPC error becomes one of the base
+exceptions with a message that says what to check.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+import grpc
+from cryptography import x509
+from django.conf import settings
+from lndgrpc.compiled import (
+    invoices_pb2,
+    invoices_pb2_grpc,
+    lightning_pb2_grpc,
+    router_pb2,
+    router_pb2_grpc,
+)
+from lndgrpc.compiled import lightning_pb2 as ln
+
+from lightning import invoice_codec
+
+from .base import (
+    InvoiceNotFound,
+    LightningBackend,
+    NodeAuthError,
+    NodeError,
+    NodeInfo,
+    NodeInvoice,
+    NodeTLSError,
+    NodeUnavailable,
+    Payment,
+    PaymentFailed,
+    Subscription,
+)
+
+CHANNEL_OPTIONS = [
+    # gRPC's reconnect backoff grows to two minutes and calls fail at once while it waits,
+    # so after an LND restart the watcher would stay blind long after the node is back.
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+    # Pings notice a connection dropped silently under a long-lived invoice stream. LND
+    # allows a client ping every 5 s by default (grpc.client-ping-min-wait).
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+]
+TLS_WORDS = ("ssl", "tls", "handshake", "certificate")
+FINAL_STATES = ("SETTLED", "CANCELED")
+FEE_LIMIT_FLOOR_SAT = 10  # small payments still find a route
+FEE_LIMIT_DIVISOR = 100  # at most 1% of the amount in routing fees
+FAILURE_REASONS = {
+    "FAILURE_REASON_TIMEOUT": "no route was found before the payment timeout",
+    "FAILURE_REASON_NO_ROUTE": "no route to the destination",
+    "FAILURE_REASON_ERROR": "an unexpected error on the route",
+    "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS": (
+        "the recipient rejected it (unknown, expired or already paid invoice, or wrong amount)"
+    ),
+    "FAILURE_REASON_INSUFFICIENT_BALANCE": "not enough outbound liquidity",
+}
+
+
+def _read_cert(value: str) -> bytes:
+    value = value.strip()
+    if not value:
+        raise NodeError("LND_TLS_CERT is not set: give the path of LND's tls.cert or its PEM text")
+    if value.startswith("-----BEGIN"):
+        pem = value.encode()
+    else:
+        path = Path(value).expanduser()
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise NodeError(f"LND_TLS_CERT: cannot read {path}: {exc.strerror}") from exc
+    try:
+        x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise NodeTLSError("LND_TLS_CERT is not a PEM certificate (LND's tls.cert)") from None
+    return pem
+
+
+def _read_macaroon(value: str) -> str:
+    """The macaroon as hex; a hex value is taken as is (checked first: a long hex string
+    is no valid file name), anything else is the path of the binary macaroon file."""
+    value = value.strip()
+    if not value:
+        raise NodeError("LND_MACAROON is not set: give the path of LND's admin.macaroon or its hex")
+    if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", value):
+        return value.lower()
+    path = Path(value).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NodeError(
+            f"LND_MACAROON: cannot read {path}: {exc.strerror} (give a file path or hex)"
+        ) from exc
+    if not data:
+        raise NodeError(f"LND_MACAROON: {path} is empty")
+    return data.hex()
+
+
+class _MacaroonAuth(grpc.AuthMetadataPlugin):
+    def __init__(self, macaroon_hex: str):
+        self._metadata = (("macaroon", macaroon_hex),)
+
+    def __call__(self, context, callback):
+        callback(self._metadata, None)
+
+
+class _Stubs(NamedTuple):
+    lightning: lightning_pb2_grpc.LightningStub
+    invoices: invoices_pb2_grpc.InvoicesStub
+    router: router_pb2_grpc.RouterStub
+
+
+def _timestamp(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _to_node_invoice(invoice: ln.Invoice) -> NodeInvoice:
+    state = ln.Invoice.InvoiceState.Name(invoice.state)
+    settled = state == "SETTLED"
+    created_at = _timestamp(invoice.creation_date)
+    return NodeInvoice(
+        payment_hash=invoice.r_hash.hex(),
+        bolt11=invoice.payment_request,
+        amount_msat=invoice.value_msat,
+        memo=invoice.memo,
+        state=state,
+        created_at=created_at,
+        expires_at=created_at + timedelta(seconds=invoice.expiry),
+        settled_at=_timestamp(invoice.settle_date) if settled and invoice.settle_date else None,
+        amount_paid_msat=invoice.amt_paid_msat or None,
+        settle_index=invoice.settle_index or None,
+        add_index=invoice.add_index or None,
+        preimage=invoice.r_preimage.hex() if settled else "",
+        # lnrpc.Invoice has no hold flag; only a hold invoice is unsettled with no preimage.
+        hold=not settled and not invoice.r_preimage,
+    )
+
+
+def _failure(reason: int) -> str:
+    if reason not in ln.PaymentFailureReason.values():
+        return f"failure reason {reason}"
+    name = ln.PaymentFailureReason.Name(reason)
+    return f"{FAILURE_REASONS.get(name, name)} ({name})"
+
+
+class LndSubscription(Subscription):
+    """SubscribeInvoices read by a background thread into a queue, so that `next_batch` can
+    wait with a timeout (a gRPC stream iterator cannot)."""
+
+    def __init__(self, call, settle_index: int, error: Callable[[grpc.RpcError], NodeError]):
+        self._call = call
+        self._cursor = settle_index
+        self._error = error
+        self._queue: queue.Queue[NodeInvoice | NodeError] = queue.Queue()
+        self._failure: NodeError | None = None
+        self._closed = threading.Event()
+        threading.Thread(target=self._read, name="lnd-invoice-stream", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for invoice in self._call:
+                # The stream also carries adds, and a replayed add may show a settled invoice.
+                if invoice.state == ln.Invoice.SETTLED and invoice.settle_index > self._cursor:
+                    self._cursor = invoice.settle_index
+                    self._queue.put(_to_node_invoice(invoice))
+            failure = NodeUnavailable("LND ended the invoice stream")
+        except grpc.RpcError as exc:
+            failure = self._error(exc)
+        if not self._closed.is_set():
+            self._queue.put(failure)
+
+    def next_batch(self, timeout: float, max_items: int = 500) -> list[NodeInvoice]:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed.is_set():
+            return []
+        try:
+            items = [self._queue.get(timeout=max(timeout, 0))]
+        except queue.Empty:
+            return []
+        while len(items) < max_items:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        batch = []
+        for item in items:
+            if isinstance(item, NodeError):
+                self._failure = item
+                break
+            batch.append(item)
+        if not batch and self._failure is not None:
+            raise self._failure
+        return batch
+
+    def close(self) -> None:
+        self._closed.set()
+        self._call.cancel()
+
+
+class LndBackend(LightningBackend):
+    """`tls_cert`: PEM text or the path of LND's tls.cert; `macaroon`: hex or the path of a
+    macaroon file. Nothing is dialled until the first call."""
+
+    name = "lnd"
+
+    def __init__(self, host: str, tls_cert: str, macaroon: str, timeout_seconds: float = 10.0):
+        if not host:
+            raise NodeError("LND_GRPC_HOST is not set: give LND's gRPC host:port")
+        self.host = host
+        self.timeout = timeout_seconds
+        self._credentials = grpc.composite_channel_credentials(
+            grpc.ssl_channel_credentials(root_certificates=_read_cert(tls_cert)),
+            grpc.metadata_call_credentials(_MacaroonAuth(_read_macaroon(macaroon))),
+        )
+        self._lock = threading.Lock()
+        self._channel: grpc.Channel | None = None
+        self._stubs: _Stubs | None = None
+
+    @classmethod
+    def from_settings(cls) -> LndBackend:
+        return cls(
+            settings.LND_GRPC_HOST,
+            settings.LND_TLS_CERT,
+            settings.LND_MACAROON,
+            settings.LND_TIMEOUT_SECONDS,
+        )
+
+    def _node(self) -> _Stubs:
+        with self._lock:
+            if self._stubs is None:
+                channel = grpc.secure_channel(self.host, self._credentials, CHANNEL_OPTIONS)
+                self._channel = channel
+                self._stubs = _Stubs(
+                    lightning_pb2_grpc.LightningStub(channel),
+                    invoices_pb2_grpc.InvoicesStub(channel),
+                    router_pb2_grpc.RouterStub(channel),
+                )
+            return self._stubs
+
+    def close(self) -> None:
+        with self._lock:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = self._stubs = None
+
+    def _error(self, exc: grpc.RpcError, refused: type[NodeError] = NodeError) -> NodeError:
+        """`refused` is the exception for LND turning the request down (not a transport,
+        credential or lookup failure): PaymentFailed where paying or settling is refused."""
+        code, details = exc.code(), exc.details() or ""
+        lowered = details.lower()
+        if code == grpc.StatusCode.UNAVAILABLE and any(word in lowered for word in TLS_WORDS):
+            return NodeTLSError(
+                f"TLS handshake with LND at {self.host} failed: check LND_TLS_CERT ({details})"
+            )
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return NodeUnavailable(f"cannot reach LND at {self.host}: {details}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return NodeUnavailable(f"LND at {self.host} did not answer within {self.timeout:g}s")
+        if code == grpc.StatusCode.CANCELLED:
+            return NodeUnavailable(f"the call to LND at {self.host} was cancelled: {details}")
+        # Older LNDs send macaroon and lookup errors with status UNKNOWN: match the text too.
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or any(
+            word in lowered for word in ("macaroon", "verification failed")
+        ):
+            return NodeAuthError(f"LND rejected the macaroon: {details}")
+        if code == grpc.StatusCode.NOT_FOUND or "unable to locate invoice" in lowered:
+            return InvoiceNotFound(f"LND has no such invoice: {details}")
+        return refused(f"LND refused the request ({code.name}): {details}")
+
+    def _unary(self, method, request, refused: type[NodeError] = NodeError):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc, refused) from exc
+
+    def _lookup(self, r_hash: bytes) -> NodeInvoice:
+        return _to_node_invoice(
+            self._unary(self._node().lightning.LookupInvoice, ln.PaymentHash(r_hash=r_hash))
+        )
+
+    def get_info(self) -> NodeInfo:
+        info = self._unary(self._node().lightning.GetInfo, ln.GetInfoRequest())
+        return NodeInfo(
+            backend=self.name,
+            pubkey=info.identity_pubkey,
+            alias=info.alias,
+            network=info.chains[0].network if info.chains else "",
+        )
+
+    def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> NodeInvoice:
+        added = self._unary(
+            self._node().lightning.AddInvoice,
+            ln.Invoice(value_msat=amount_msat, memo=memo, expiry=expiry_seconds),
+        )
+        return self._lookup(added.r_hash)
+
+    def create_hold_invoice(
+        self, payment_hash: str, amount_msat: int, memo: str, expiry_seconds: int
+    ) -> NodeInvoice:
+        r_hash = bytes.fromhex(payment_hash)
+        self._unary(
+            self._node().invoices.AddHoldInvoice,
+            invoices_pb2.AddHoldInvoiceRequest(
+                hash=r_hash, value_msat=amount_msat, memo=memo, expiry=expiry_seconds
+            ),
+        )
+        return self._lookup(r_hash)
+
+    def settle_hold_invoice(self, preimage: str) -> None:
+        self._unary(
+            self._node().invoices.SettleInvoice,
+            invoices_pb2.SettleInvoiceMsg(preimage=bytes.fromhex(preimage)),
+            refused=PaymentFailed,
+        )
+
+    def cancel_hold_invoice(self, payment_hash: str) -> None:
+        self._unary(
+            self._node().invoices.CancelInvoice,
+            invoices_pb2.CancelInvoiceMsg(payment_hash=bytes.fromhex(payment_hash)),
+            refused=PaymentFailed,
+        )
+
+    def lookup_invoice(self, payment_hash: str) -> NodeInvoice:
+        return self._lookup(bytes.fromhex(payment_hash))
+
+    def subscribe_settlements(self, settle_index: int) -> Subscription:
+        """LND replays nothing for a settle index of 0 (the proto says so), only after 1 or
+        more: a watcher starting from 0 relies on its reconciliation for earlier payments."""
+        call = self._node().lightning.SubscribeInvoices(
+            ln.InvoiceSubscription(settle_index=settle_index)
+        )
+        return LndSubscription(call, settle_index, self._error)
+
+    def subscribe_single(
+        self, payment_hash: str, timeout: float | None = None
+    ) -> Iterator[NodeInvoice]:
+        """The invoice's state, then each change, until SETTLED or CANCELED; the iteration
+        also ends when `timeout` seconds have passed. Hold invoices need this: LND puts no
+        ACCEPTED (nor CANCELED) on SubscribeInvoices. LND waits for an invoice that does
+        not exist yet. Closing the iterator cancels the stream."""
+        call = self._node().invoices.SubscribeSingleInvoice(
+            invoices_pb2.SubscribeSingleInvoiceRequest(r_hash=bytes.fromhex(payment_hash)),
+            timeout=timeout,
+        )
+        return self._single_updates(call)
+
+    def _single_updates(self, call) -> Iterator[NodeInvoice]:
+        try:
+            for invoice in call:
+                update = _to_node_invoice(invoice)
+                yield update
+                if update.state in FINAL_STATES:
+                    return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise self._error(exc) from exc
+        finally:
+            call.cancel()
+
+    def pay_invoice(self, bolt11: str, timeout_seconds: float = 60) -> Payment:
+        """Raises PaymentFailed only when the payment has certainly failed; NodeError when
+        its outcome is unknown (still in flight), as a retry could then pay twice."""
+        try:
+            amount_msat = int(invoice_codec.decode_invoice(bolt11).amount_msat or 0)
+        except ValueError as exc:
+            raise PaymentFailed(str(exc)) from exc
+        request = router_pb2.SendPaymentRequest(
+            payment_request=bolt11,
+            timeout_seconds=max(1, math.ceil(timeout_seconds)),
+            fee_limit_sat=max(FEE_LIMIT_FLOOR_SAT, amount_msat // 1000 // FEE_LIMIT_DIVISOR),
+        )
+        call = self._node().router.SendPaymentV2(request, timeout=timeout_seconds + self.timeout)
+        try:
+            for update in call:
+                if update.status == ln.Payment.SUCCEEDED:
+                    return Payment(
+                        payment_hash=update.payment_hash,
+                        preimage=update.payment_preimage,
+                        amount_msat=update.value_msat,
+                        fee_msat=update.fee_msat,
+                    )
+                if update.status == ln.Payment.FAILED:
+                    raise PaymentFailed(f"payment failed: {_failure(update.failure_reason)}")
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise NodeError(
+                    f"payment still in flight after {timeout_seconds:g}s: outcome not known yet"
+                ) from exc
+            raise self._error(exc, refused=PaymentFailed) from exc
+        finally:
+            call.cancel()
+        raise NodeError("LND ended the payment stream before the payment was final")
