@@ -129,21 +129,23 @@ class Watcher:
 
     def _follow(self, backend, node_key: str) -> None:
         """Holding the lease: reconcile, then apply the stream until stopped or lost."""
-        counts = services.reconcile_invoices()
-        if counts["paid"] or counts["canceled"]:
-            log.info("watcher %s: reconciled at start: %s", self.holder, counts)
         start_index = WatcherState.objects.get(node_key=node_key).settle_index
+        # Subscribe before reconciling: LND replays no backlog from settle index 0, so a
+        # settlement is caught either by the reconciliation (before) or the stream (after).
         subscription = backend.subscribe_settlements(start_index)
-        self._say(
-            "streaming",
-            "watcher %s: streaming %s from settle index %s",
-            self.holder,
-            node_key,
-            start_index,
-        )
-        renew_every = self.lease_seconds / 3
-        renewed_at = time.monotonic()
         try:
+            counts = services.reconcile_invoices()
+            if counts["paid"] or counts["canceled"]:
+                log.info("watcher %s: reconciled at start: %s", self.holder, counts)
+            self._say(
+                "streaming",
+                "watcher %s: streaming %s from settle index %s",
+                self.holder,
+                node_key,
+                start_index,
+            )
+            renew_every = self.lease_seconds / 3
+            renewed_at = time.monotonic()
             while not self._stop.is_set():
                 batch = subscription.next_batch(timeout=min(0.5, renew_every))
                 if batch:

@@ -111,3 +111,83 @@ def test_two_workers_one_subscriber_and_takeover_after_kill(tmp_path):
     finally:
         first.stop()
         second.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SimNodeProcess:
+    """`manage.py simnode` in its own process, so it can be SIGKILLed and restarted."""
+
+    def __init__(self, directory, port):
+        self.directory, self.port, self.proc = directory, port, None
+
+    def start(self):
+        import subprocess
+        import sys
+
+        from .processes import ROOT
+
+        (self.directory / "control.port").unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "simnode", "--dir", str(self.directory)]
+            + ["--port", str(self.port)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: (self.directory / "control.port").exists(), 30, "the sim node to start")
+        return self
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def test_lnd_node_restart_mid_stream_is_survived(tmp_path, settings):
+    from lightning.backends import reset_backend
+    from lightning.simnode import control_pay
+
+    directory = tmp_path / "lnd"
+    directory.mkdir()
+    node = SimNodeProcess(directory, _free_port()).start()
+    lnd_env = {
+        "LIGHTNING_BACKEND": "lnd",
+        "LND_GRPC_HOST": f"127.0.0.1:{node.port}",
+        "LND_TLS_CERT": str(directory / "tls.cert"),
+        "LND_MACAROON": str(directory / "admin.macaroon"),
+        "LND_TIMEOUT_SECONDS": "5",
+    }
+    settings.LIGHTNING_BACKEND = "lnd"
+    settings.LND_GRPC_HOST = lnd_env["LND_GRPC_HOST"]
+    settings.LND_TLS_CERT = lnd_env["LND_TLS_CERT"]
+    settings.LND_MACAROON = lnd_env["LND_MACAROON"]
+    reset_backend()
+    invoices = [services.create_invoice(2000 * (n + 1), f"lnd #{n}") for n in range(30)]
+    reset_backend()  # the test process holds no channel across the node restart
+    worker = Worker(tmp_path, "lnd", **lnd_env).start()
+    try:
+        wait_for(lambda: "streaming lnd:" in worker.log(), 30, "the worker to stream from LND")
+        for invoice in invoices[:10]:
+            assert control_pay(directory, invoice.bolt11)[0] == 200
+        wait_for(lambda: paid_count() == 10, 30, "the first ten to be paid")
+
+        node.kill()
+        wait_for(lambda: "node unavailable" in worker.log(), 30, "the worker to notice")
+        node.start()
+        for invoice in invoices[10:20]:  # while the watcher is still reconnecting
+            assert control_pay(directory, invoice.bolt11)[0] == 200
+        wait_for(lambda: paid_count() == 20, 60, "the payments made during the outage")
+        for invoice in invoices[20:]:
+            assert control_pay(directory, invoice.bolt11)[0] == 200
+        wait_for(lambda: paid_count() == 30, 30, "the payments made after it")
+        assert_each_paid_exactly_once(invoices)
+        assert worker.log().count("node unavailable") == 1  # each change of state logged once
+    finally:
+        worker.stop()
+        node.kill()

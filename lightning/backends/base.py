@@ -110,7 +110,9 @@ class LightningBackend(abc.ABC):
 
     @abc.abstractmethod
     def subscribe_settlements(self, settle_index: int) -> Subscription:
-        """Settlements with a settle index above `settle_index`, replayed, then live."""
+        """Settlements with a settle index above `settle_index`, replayed, then live.
+        Like LND, a `settle_index` of 0 may replay nothing: callers reconcile after
+        subscribing."""
 
     @abc.abstractmethod
     def pay_invoice(self, bolt11: str, timeout_seconds: float = 60) -> Payment:
