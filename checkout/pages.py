@@ -81,6 +81,9 @@ def _restart_url(product: Product | None) -> str:
     return f"/api/checkout/products/{product.public_id}/checkout"
 
 
+_timestamp = serializers.DateTimeField()  # ISO 8601 in UTC with "Z", as the rest of the API
+
+
 def status_body(checkout: CheckoutInvoice) -> dict:
     invoice = checkout.invoice
     return {
@@ -89,10 +92,10 @@ def status_body(checkout: CheckoutInvoice) -> dict:
         "amount": str(checkout.amount),
         "currency": checkout.currency,
         "lightningInvoice": invoice.bolt11,
-        "expiresAt": invoice.expires_at.isoformat(),
+        "expiresAt": _timestamp.to_representation(invoice.expires_at),
         "isDemo": is_demo(invoice),
         "satsAmount": checkout.sats_amount,
-        "paidAt": invoice.paid_at.isoformat() if invoice.paid_at else None,
+        "paidAt": _timestamp.to_representation(invoice.paid_at) if invoice.paid_at else None,
     }
 
 
