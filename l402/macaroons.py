@@ -1,0 +1,275 @@
+"""The L402 protocol core: minting macaroons, reading credentials, checking them.
+
+Tokens have the shape Lightning Labs' Aperture uses, so any L402 client can carry them:
+a v2 binary macaroon, standard base64 in headers, whose identifier is
+`uint16 version (0) || payment_hash (32 bytes) || token_id (32 bytes)`. The root key of
+each token is HMAC-SHA256(server secret, token_id), so nothing per token is stored and a
+reusable token is checked without a database or node call: sha256(preimage) must equal
+the payment hash in the identifier (the preimage proves payment), the signature must hold
+under the derived root key, and every first-party caveat `condition=value` must hold for
+the request at hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import struct
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from django.conf import settings
+from pymacaroons import MACAROON_V2, Macaroon, Verifier
+from pymacaroons.exceptions import MacaroonException
+from pymacaroons.serializers.binary_serializer import BinarySerializer
+
+IDENTIFIER_VERSION = 0
+IDENTIFIER_LENGTH = 2 + 32 + 32
+LOCATION = "zapgate"
+SCHEMES = ("L402", "LSAT")
+
+# Caveat conditions this gateway mints and understands. A client may add more of these
+# to narrow its own token (attenuation); any other condition makes the token invalid.
+EXPIRES = "expires"  # unix seconds
+MERCHANT = "merchant"  # merchant public id
+RESOURCE = "resource"  # a named resource (demo, premium-data, a merchant's resource)
+CONTENT = "content"  # comma-separated content slugs (one item or a bundle)
+PROXY = "proxy"  # a proxy id
+ENDPOINT = "endpoint"  # "<METHOD> <path pattern>" of a priced proxy endpoint
+METHOD = "method"  # comma-separated HTTP methods
+PATH = "path"  # exact request path
+BODY_SHA256 = "body_sha256"  # hex sha256 of the exact request body
+AMOUNT = "amount"  # sats paid (informational: it always holds)
+SCOPES = (RESOURCE, CONTENT, PROXY)
+
+
+class CredentialError(Exception):
+    """The credential is unusable. `status` is 401 (bad or foreign token) or 402 (expired:
+    the client should pay again); `error` is a stable slug; the message says why."""
+
+    def __init__(self, status: int, error: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Identifier:
+    version: int
+    payment_hash: bytes
+    token_id: bytes
+
+    def encode(self) -> bytes:
+        return struct.pack(">H32s32s", self.version, self.payment_hash, self.token_id)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Identifier:
+        if len(raw) != IDENTIFIER_LENGTH:
+            raise CredentialError(
+                401, "malformed_token", "the macaroon identifier is not an L402 identifier"
+            )
+        version, payment_hash, token_id = struct.unpack(">H32s32s", raw)
+        if version != IDENTIFIER_VERSION:
+            raise CredentialError(
+                401, "malformed_token", f"unknown macaroon identifier version {version}"
+            )
+        return cls(version, payment_hash, token_id)
+
+
+@dataclass(frozen=True)
+class Token:
+    """A verified token: what it was minted for."""
+
+    payment_hash: str
+    caveats: dict[str, list[str]]
+
+    def first(self, condition: str) -> str | None:
+        values = self.caveats.get(condition)
+        return values[0] if values else None
+
+    @property
+    def amount_sats(self) -> int | None:
+        value = self.first(AMOUNT)
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def expires_at(self) -> int | None:
+        value = self.first(EXPIRES)
+        return int(value) if value and value.isdigit() else None
+
+
+@dataclass
+class RequestScope:
+    """What a request is for; each caveat of a token must agree with it."""
+
+    merchant: str | None = None
+    resource: str | None = None
+    content: str | None = None
+    proxy: str | None = None
+    endpoint: str | None = None
+    method: str | None = None
+    path: str | None = None
+    body: bytes | None = field(default=None, repr=False)
+    now: float | None = None
+
+
+@lru_cache(maxsize=1)
+def _server_secret() -> bytes:
+    if settings.L402_ROOT_KEY_SECRET:
+        return settings.L402_ROOT_KEY_SECRET.encode()
+    return hmac.new(settings.SECRET_KEY.encode(), b"zapgate l402 root key", "sha256").digest()
+
+
+def root_key(token_id: bytes) -> bytes:
+    return hmac.new(_server_secret(), token_id, hashlib.sha256).digest()
+
+
+def mint(payment_hash: str, caveats: list[tuple[str, str]]) -> str:
+    """A new token for the invoice with this payment hash; returns it as standard base64."""
+    token_id = secrets.token_bytes(32)
+    identifier = Identifier(IDENTIFIER_VERSION, bytes.fromhex(payment_hash), token_id)
+    macaroon = Macaroon(
+        location=LOCATION,
+        identifier=identifier.encode(),
+        key=root_key(token_id),
+        version=MACAROON_V2,
+    )
+    for condition, value in caveats:
+        macaroon.add_first_party_caveat(f"{condition}={value}")
+    return base64.b64encode(BinarySerializer().serialize_raw(macaroon)).decode()
+
+
+def parse_authorization(header: str) -> tuple[str, str] | None:
+    """`L402 <macaroon>:<preimage>` (or LSAT) -> (macaroon, preimage); None when the header
+    uses another scheme (so the request is simply unpaid). Raises CredentialError when it
+    is an L402 credential that is malformed."""
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.upper() not in SCHEMES:
+        return None
+    macaroon, sep, preimage = rest.strip().rpartition(":")
+    if not sep or not macaroon or not preimage:
+        raise CredentialError(
+            401,
+            "malformed_credential",
+            "the credential must be 'L402 <base64 macaroon>:<hex preimage>'",
+        )
+    return macaroon.strip(), preimage.strip()
+
+
+def decode_macaroon(encoded: str) -> Macaroon:
+    """Standard or URL-safe base64, padded or not (Aperture and clients differ)."""
+    text = encoded.strip()
+    try:
+        raw = base64.b64decode(
+            text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4), validate=True
+        )
+        macaroon = BinarySerializer().deserialize_raw(raw)
+    except (binascii.Error, ValueError, MacaroonException, IndexError, struct.error):
+        raise CredentialError(
+            401, "malformed_token", "the macaroon is not valid base64 of a binary macaroon"
+        ) from None
+    if macaroon.version != MACAROON_V2:
+        raise CredentialError(401, "malformed_token", "only v2 macaroons are accepted")
+    return macaroon
+
+
+def verify(encoded_macaroon: str, preimage_hex: str) -> Token:
+    """Check the token's signature and its proof of payment; caveats are checked by
+    `check_scope`. Raises CredentialError saying why."""
+    macaroon = decode_macaroon(encoded_macaroon)
+    identifier = Identifier.decode(macaroon.identifier_bytes)
+    try:
+        preimage = bytes.fromhex(preimage_hex)
+    except ValueError:
+        raise CredentialError(401, "malformed_preimage", "the preimage is not hex") from None
+    if len(preimage) != 32:
+        raise CredentialError(401, "malformed_preimage", "the preimage must be 32 bytes (64 hex)")
+    verifier = Verifier()
+    verifier.satisfy_general(lambda caveat: True)  # each caveat is judged in check_scope
+    try:
+        verifier.verify(macaroon, root_key(identifier.token_id))
+    except MacaroonException:
+        raise CredentialError(
+            401, "invalid_signature", "the macaroon signature does not verify (tampered or foreign)"
+        ) from None
+    if not hmac.compare_digest(hashlib.sha256(preimage).digest(), identifier.payment_hash):
+        raise CredentialError(
+            401, "invalid_preimage", "the preimage does not match the token's payment hash"
+        )
+    caveats: dict[str, list[str]] = {}
+    for caveat in macaroon.first_party_caveats():
+        try:
+            text = caveat.caveat_id_bytes.decode()
+        except UnicodeDecodeError:
+            raise CredentialError(401, "invalid_caveat", "a caveat is not UTF-8 text") from None
+        condition, sep, value = text.partition("=")
+        if not sep:
+            raise CredentialError(401, "invalid_caveat", f"caveat {text!r} is malformed")
+        caveats.setdefault(condition.strip(), []).append(value.strip())
+    return Token(payment_hash=identifier.payment_hash.hex(), caveats=caveats)
+
+
+def check_scope(token: Token, scope: RequestScope) -> None:
+    """Every caveat must hold for this request. An expired token raises a 402 (pay again);
+    a token for something else a 401 saying what it is for."""
+    if not any(condition in token.caveats for condition in SCOPES):
+        raise CredentialError(401, "token_out_of_scope", "the token names no resource")
+    # Expiry last: a token for something else is a 401 even when it has also expired.
+    for condition, values in sorted(token.caveats.items(), key=lambda item: item[0] == EXPIRES):
+        for value in values:
+            _check_caveat(condition, value, scope)
+    if scope.endpoint is not None and ENDPOINT not in token.caveats:
+        # A priced endpoint needs a token bought for it, not a proxy-wide default one.
+        raise CredentialError(
+            401, "token_out_of_scope", f"the endpoint {scope.endpoint} needs its own token"
+        )
+
+
+def _check_caveat(condition: str, value: str, scope: RequestScope) -> None:
+    if condition == EXPIRES:
+        if not value.isdigit():
+            raise CredentialError(401, "invalid_caveat", "the expiry caveat is not a unix time")
+        if (scope.now or time.time()) >= int(value):
+            raise CredentialError(402, "token_expired", "the token has expired; pay again")
+    elif condition == AMOUNT:
+        pass
+    elif condition == MERCHANT:
+        _require(value == scope.merchant, "the token was issued for another merchant")
+    elif condition == RESOURCE:
+        _require(value == scope.resource, f"the token is for the resource {value!r}")
+    elif condition == CONTENT:
+        _require(
+            scope.content is not None and scope.content in value.split(","),
+            f"the token is for the content {value!r}",
+        )
+    elif condition == PROXY:
+        _require(value == scope.proxy, f"the token is for the proxy {value!r}")
+    elif condition == ENDPOINT:
+        _require(value == scope.endpoint, f"the token is for the endpoint {value!r}")
+    elif condition == METHOD:
+        _require(
+            scope.method is not None and scope.method.upper() in value.upper().split(","),
+            f"the token allows only the methods {value}",
+        )
+    elif condition == PATH:
+        _require(value == scope.path, f"the token is for the path {value!r}")
+    elif condition == BODY_SHA256:
+        body_hash = hashlib.sha256(scope.body or b"").hexdigest()
+        _require(hmac.compare_digest(value.lower(), body_hash), "the request body differs")
+    else:
+        raise CredentialError(401, "invalid_caveat", f"unknown caveat condition {condition!r}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise CredentialError(401, "token_out_of_scope", message)
+
+
+def challenge_header(macaroon: str, bolt11: str) -> str:
+    """Both challenges in one WWW-Authenticate value (RFC 9110 allows a list), L402 first:
+    Django cannot send a header twice, and clients find the first one they know."""
+    return ", ".join(f'{scheme} macaroon="{macaroon}", invoice="{bolt11}"' for scheme in SCHEMES)
