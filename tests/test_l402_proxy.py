@@ -1,0 +1,527 @@
+"""The paid reverse proxy against a real upstream HTTP server on loopback: the merchant
+API, forwarding (methods, query, body, headers, streaming), failures (timeout, 5xx,
+unreachable), SSRF, endpoint pricing, manifests, and one-time request keys."""
+
+import json
+import socket
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from checkout.models import ApiKey
+from checkout.services import create_merchant, issue_api_key
+from l402.models import OneTimeKey
+from lightning.models import Invoice
+
+from .l402_support import credential, pay, start_upstream
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("private_targets_allowed"),
+]
+
+
+@pytest.fixture
+def private_targets_allowed(settings):
+    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
+
+
+@pytest.fixture
+def upstream():
+    server = start_upstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client():
+    return Client()
+
+
+@pytest.fixture
+def shop():
+    merchant, key = create_merchant("Shop")
+    return merchant, {"HTTP_X_API_KEY": key}
+
+
+def make_proxy(client, key, target, **fields):
+    payload = {
+        "name": "Weather API",
+        "targetBaseUrl": target,
+        "defaultPriceSats": 21,
+        "description": "Forecasts",
+        "authHeader": "X-Upstream-Key",
+        "authValue": "upstream-secret",
+        **fields,
+    }
+    response = client.post("/api/proxy", payload, content_type="application/json", **key)
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+@pytest.fixture
+def proxy(client, shop, upstream):
+    return make_proxy(client, shop[1], upstream.url + "/base")
+
+
+def paid_token(client, url, method="get", **extra):
+    response = getattr(client, method)(url, **extra)
+    assert response.status_code == 402, response.content
+    body = response.json()
+    return credential(body, pay(body["invoice"])), body
+
+
+def content(response) -> bytes:
+    return b"".join(response.streaming_content)
+
+
+def echo(response) -> dict:
+    assert response.status_code == 200, content(response) if response.streaming else response
+    return json.loads(content(response))
+
+
+# --- the merchant API ----------------------------------------------------------------------------
+
+
+def test_a_proxy_is_created_read_updated_and_deleted(client, shop, upstream, proxy):
+    _, key = shop
+    assert proxy["proxyId"].startswith("weather-api-") and len(proxy["proxyId"]) == 18
+    assert "authValue" not in proxy and proxy["hasAuthValue"] is True
+    assert proxy["proxyUrl"].endswith(f"/l402/proxy/{proxy['proxyId']}")
+    url = f"/api/proxy/{proxy['proxyId']}"
+    assert client.get(url, **key).json()["name"] == "Weather API"
+    assert client.get("/api/proxy", **key).json()["total"] == 1
+    changed = client.put(
+        url, {"defaultPriceSats": 5, "timeout": 3}, content_type="application/json", **key
+    )
+    assert changed.status_code == 200
+    assert changed.json()["defaultPriceSats"] == 5 and changed.json()["timeout"] == 3
+    assert changed.json()["hasAuthValue"] is True  # kept when not sent
+    assert client.delete(url, **key).status_code == 204
+    assert client.get(url, **key).status_code == 404
+
+
+def test_another_merchant_sees_none_of_it(client, proxy):
+    merchant, other = create_merchant("Other")
+    headers = {"HTTP_X_API_KEY": other}
+    url = f"/api/proxy/{proxy['proxyId']}"
+    assert client.get(url, **headers).status_code == 404
+    assert client.put(url, {}, content_type="application/json", **headers).status_code == 404
+    assert client.delete(url, **headers).status_code == 404
+    assert client.get("/api/proxy", **headers).json()["total"] == 0
+    _, invoice_key = issue_api_key(merchant, ApiKey.Kind.INVOICE, "ro")
+    refused = client.post(
+        "/api/proxy",
+        {"name": "x", "targetBaseUrl": "http://127.0.0.1:1", "defaultPriceSats": 1},
+        content_type="application/json",
+        HTTP_X_API_KEY=invoice_key,
+    )
+    assert refused.status_code == 403
+
+
+def test_proxy_input_is_checked(client, shop):
+    _, key = shop
+    for payload, field in (
+        (
+            {"name": "x", "targetBaseUrl": "ftp://example.com", "defaultPriceSats": 1},
+            "targetBaseUrl",
+        ),
+        (
+            {"name": "x", "targetBaseUrl": "http://127.0.0.1:9", "defaultPriceSats": 0},
+            "defaultPriceSats",
+        ),
+        (
+            {
+                "name": "x",
+                "targetBaseUrl": "http://127.0.0.1:9",
+                "defaultPriceSats": 1,
+                "timeout": 999,
+            },
+            "timeout",
+        ),
+        (
+            {
+                "name": "x",
+                "targetBaseUrl": "http://127.0.0.1:9",
+                "defaultPriceSats": 1,
+                "allowedMethods": ["BREW"],
+            },
+            "allowedMethods",
+        ),
+        (
+            {
+                "name": "x",
+                "targetBaseUrl": "http://127.0.0.1:9",
+                "defaultPriceSats": 1,
+                "authHeader": "Host",
+            },
+            "authHeader",
+        ),
+    ):
+        response = client.post("/api/proxy", payload, content_type="application/json", **key)
+        assert response.status_code == 400, (payload, response.content)
+        assert any(name.startswith(field) for name in response.json()["errors"]), response.json()
+
+
+def test_private_targets_are_refused_at_save_and_at_request_time(client, shop, upstream, settings):
+    _, key = shop
+    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = False
+    response = client.post(
+        "/api/proxy",
+        {"name": "x", "targetBaseUrl": upstream.url, "defaultPriceSats": 1},
+        content_type="application/json",
+        **key,
+    )
+    assert response.status_code == 400
+    assert "refused" in response.json()["errors"]["targetBaseUrl"][0]
+
+    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
+    proxy = make_proxy(client, key, upstream.url)
+    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = False
+    invoices = Invoice.objects.count()
+    refused = client.get(f"/l402/proxy/{proxy['proxyId']}/anything")
+    assert refused.status_code == 502 and refused.json()["error"] == "upstream_refused"
+    assert Invoice.objects.count() == invoices  # refused before any invoice
+    assert upstream.seen == []
+
+
+# --- forwarding ----------------------------------------------------------------------------------
+
+
+def test_a_paid_request_is_forwarded_with_query_body_and_safe_headers(client, proxy, upstream):
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    token, challenge = paid_token(client, f"{base}/forecast?city=Paris")
+    assert challenge["amountSats"] == 21
+    invoices = Invoice.objects.count()
+    seen = echo(
+        client.get(
+            f"{base}/forecast?city=Paris&days=3",
+            HTTP_AUTHORIZATION=token,
+            HTTP_X_CUSTOM="kept",
+            HTTP_COOKIE="sessionid=ours",
+        )
+    )
+    assert seen["method"] == "GET" and seen["path"] == "/base/forecast?city=Paris&days=3"
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["x-upstream-key"] == "upstream-secret"  # injected
+    assert headers["x-custom"] == "kept"
+    assert "authorization" not in headers and "cookie" not in headers  # ours stay here
+    assert headers["host"] == upstream.url.removeprefix("http://")
+
+    for method in ("post", "put", "patch", "delete"):
+        response = getattr(client, method)(
+            f"{base}/items/7",
+            data=b'{"n": 1}',
+            content_type="application/json",
+            HTTP_AUTHORIZATION=token,
+        )
+        seen = echo(response)
+        assert seen["method"] == method.upper() and seen["path"] == "/base/items/7"
+        assert seen["body"] == '{"n": 1}'
+        assert seen["headers"]["Content-Type"] == "application/json"
+    head = client.head(f"{base}/items/7", HTTP_AUTHORIZATION=token)
+    assert head.status_code == 200 and content(head) == b""
+    options = client.options(f"{base}/items/7", HTTP_AUTHORIZATION=token)
+    assert options.status_code == 200
+    assert Invoice.objects.count() == invoices  # one payment, many requests
+
+
+def test_the_answer_comes_back_as_the_upstream_sent_it(client, proxy, upstream):
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    token, _ = paid_token(client, f"{base}/echo")
+    response = client.get(f"{base}/echo", HTTP_AUTHORIZATION=token)
+    assert response["X-Upstream"] == "yes"
+    assert response["Content-Type"] == "application/json"
+    assert "Set-Cookie" not in response  # upstream cookies are not set on our domain
+    failing = client.get(f"{base}/fail", HTTP_AUTHORIZATION=token)
+    assert failing.status_code == 503
+    assert failing["Retry-After"] == "7"
+    assert content(failing) == b'{"error":"upstream down"}'
+
+
+def test_a_chunked_answer_is_streamed_as_it_arrives(client, proxy, upstream):
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    token, _ = paid_token(client, f"{base}/stream")
+    response = client.get(f"{base}/stream", HTTP_AUTHORIZATION=token)
+    assert response.status_code == 200 and response.streaming
+    chunks = iter(response.streaming_content)
+    # The first part is here while the upstream still holds back the rest.
+    assert next(chunks) == b"first\n"
+    assert not upstream.proceed.is_set()
+    upstream.proceed.set()
+    assert b"".join(chunks) == b"second\nthird\n"
+
+
+def test_an_upstream_timeout_is_a_504(client, shop, upstream):
+    proxy = make_proxy(client, shop[1], upstream.url, timeout=1)
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    token, _ = paid_token(client, f"{base}/slow")
+    response = client.get(f"{base}/slow", HTTP_AUTHORIZATION=token)
+    assert response.status_code == 504
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["error"] == "upstream_timeout"
+
+
+def test_an_unreachable_upstream_is_a_502(client, shop):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once closed
+    proxy = make_proxy(client, shop[1], f"http://127.0.0.1:{port}")
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    token, _ = paid_token(client, f"{base}/x")
+    response = client.get(f"{base}/x", HTTP_AUTHORIZATION=token)
+    assert response.status_code == 502
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["error"] == "upstream_unreachable"
+
+
+def test_disallowed_methods_and_paths_are_refused_before_any_invoice(client, shop, upstream):
+    proxy = make_proxy(
+        client,
+        shop[1],
+        upstream.url,
+        allowedMethods=["GET", "POST"],
+        allowedPaths=["/v1/*"],
+        blockedPaths=["/v1/admin/*"],
+    )
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    invoices = Invoice.objects.count()
+    deleted = client.delete(f"{base}/v1/items")
+    assert deleted.status_code == 405 and deleted["Allow"] == "GET, POST"
+    assert client.get(f"{base}/v2/items").status_code == 403
+    assert client.get(f"{base}/v1/admin/users").json()["error"] == "path_not_allowed"
+    assert client.get(f"{base}/v1/../admin").status_code == 400
+    assert Invoice.objects.count() == invoices
+    assert client.get(f"{base}/v1/items").status_code == 402
+    assert upstream.seen == []
+
+
+def test_tokens_are_scoped_to_their_proxy_and_priced_endpoint(client, shop, upstream, proxy):
+    _, key = shop
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    added = client.post(
+        f"/api/proxy/{proxy['proxyId']}/manifest/endpoints",
+        {
+            "endpointId": "forecast",
+            "path": "/forecast/{city}",
+            "httpMethod": "GET",
+            "summary": "A city's forecast",
+            "basePriceSats": 50,
+        },
+        content_type="application/json",
+        **key,
+    )
+    assert added.status_code == 201, added.content
+    default_token, _ = paid_token(client, f"{base}/other")
+    refused = client.get(f"{base}/forecast/paris", HTTP_AUTHORIZATION=default_token)
+    assert refused.status_code == 401 and "needs its own token" in refused.json()["detail"]
+
+    endpoint_token, challenge = paid_token(client, f"{base}/forecast/paris")
+    assert challenge["amountSats"] == 50
+    assert echo(client.get(f"{base}/forecast/rome", HTTP_AUTHORIZATION=endpoint_token))
+    wrong_route = client.get(f"{base}/other", HTTP_AUTHORIZATION=endpoint_token)
+    assert wrong_route.status_code == 401 and "forecast" in wrong_route.json()["detail"]
+
+    other = make_proxy(client, key, upstream.url, name="Other API")
+    elsewhere = client.get(f"/l402/proxy/{other['proxyId']}/x", HTTP_AUTHORIZATION=default_token)
+    assert elsewhere.status_code == 401
+    assert proxy["proxyId"] in elsewhere.json()["detail"]
+
+
+def test_a_retired_proxy_answers_410_and_leaves_the_registry(client, shop, proxy):
+    _, key = shop
+    url = f"/api/proxy/{proxy['proxyId']}"
+    client.put(
+        f"{url}/manifest/settings",
+        {"manifestPubliclyListed": True},
+        content_type="application/json",
+        **key,
+    )
+    assert client.get("/api/manifests/registry").json()["total"] == 1
+    first = client.post(f"{url}/unpublish", {"reason": "moved"}, "application/json", **key)
+    assert first.json() == {"proxyId": proxy["proxyId"], "retired": True, "alreadyRetired": False}
+    again = client.post(f"{url}/unpublish", {}, "application/json", **key)
+    assert again.json()["alreadyRetired"] is True
+    assert client.get(f"/l402/proxy/{proxy['proxyId']}/x").status_code == 410
+    assert client.get("/api/manifests/registry").json()["total"] == 0
+
+
+# --- manifests -----------------------------------------------------------------------------------
+
+
+def test_the_manifest_openapi_registry_and_validator(client, shop, upstream, proxy):
+    _, key = shop
+    pid = proxy["proxyId"]
+    client.post(
+        f"/api/proxy/{pid}/manifest/endpoints",
+        {
+            "endpointId": "forecast",
+            "path": "/forecast/{city}",
+            "httpMethod": "get",
+            "summary": "Forecast",
+            "basePriceSats": 50,
+        },
+        content_type="application/json",
+        **key,
+    )
+    settings_response = client.put(
+        f"/api/proxy/{pid}/manifest/settings",
+        {
+            "manifestEnabled": True,
+            "manifestPubliclyListed": True,
+            "serviceDescription": "Forecasts by city",
+            "categories": ["weather", "data"],
+        },
+        content_type="application/json",
+        **key,
+    )
+    assert settings_response.status_code == 200
+    manifest = client.get(f"/l402/proxy/{pid}/.well-known/l402-manifest.json").json()
+    assert manifest["version"] == "1.0" and manifest["$schema"]
+    assert manifest["service"]["name"] == "Weather API"
+    assert manifest["service"]["description"] == "Forecasts by city"
+    assert manifest["service"]["base_url"].endswith(f"/l402/proxy/{pid}")
+    assert manifest["service"]["categories"] == ["weather", "data"]
+    assert manifest["l402"]["default_price_sats"] == 21
+    assert manifest["l402"]["payment_flow"] == "402_challenge_response"
+    assert manifest["endpoints"] == [
+        {
+            "id": "forecast",
+            "path": "/forecast/{city}",
+            "method": "GET",
+            "summary": "Forecast",
+            "pricing": {"model": "fixed", "base_price_sats": 50},
+            "l402_enabled": True,
+        }
+    ]
+    assert client.post("/api/manifests/validate", manifest, "application/json").json() == {
+        "valid": True,
+        "errors": [],
+    }
+    broken = {**manifest, "version": "2", "endpoints": [{"id": "", "path": "x", "method": "GET"}]}
+    result = client.post("/api/manifests/validate", broken, "application/json").json()
+    assert result["valid"] is False
+    assert 'version must be "1.0"' in result["errors"]
+    assert "endpoints[0].path must be a string starting with /" in result["errors"]
+    assert "endpoints[0].pricing must be an object" in result["errors"]
+    assert client.post("/api/manifests/validate", [1], "application/json").json()["valid"] is False
+
+    openapi = client.get(f"/l402/proxy/{pid}/openapi.json").json()
+    operation = openapi["paths"]["/forecast/{city}"]["get"]
+    assert operation["x-l402-price-sats"] == 50 and "402" in operation["responses"]
+    assert openapi["servers"][0]["url"].endswith(f"/l402/proxy/{pid}")
+
+    make_proxy(client, key, upstream.url, name="Hidden")  # not publicly listed
+    registry = client.get("/api/manifests/registry").json()
+    assert registry["total"] == 1 and registry["page"] == 1 and registry["pageSize"] == 20
+    item = registry["items"][0]
+    assert item["endpointCount"] == 1 and item["defaultPriceSats"] == 21
+    assert item["parsedCategories"] == ["weather", "data"]
+    assert item["manifestUrl"].endswith(f"/l402/proxy/{pid}/.well-known/l402-manifest.json")
+    assert client.get("/api/manifests/registry?category=WEATHER").json()["total"] == 1
+    assert client.get("/api/manifests/registry?category=music").json()["total"] == 0
+    assert client.get("/api/manifests/registry?q=forecasts").json()["total"] == 1
+    assert client.get("/api/manifests/registry?page=2").json()["items"] == []
+    assert client.get("/api/manifests/registry?pageSize=0").status_code == 400
+
+
+# --- one-time keys -------------------------------------------------------------------------------
+
+
+def buy_key(client, proxy, body='{"q": 1}', path="/search", method="POST"):
+    response = client.post(
+        "/api/invoice",
+        {"proxyId": proxy["proxyId"], "method": method, "path": path, "body": body},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_a_one_time_key_runs_exactly_the_request_it_was_bought_for(client, proxy, upstream):
+    bought = buy_key(client, proxy)
+    assert bought["apikey"].startswith("otk_")
+    assert bought["value"] == 21_000
+    assert Decimal(bought["price"]) == Decimal("0.021")  # 21 sats at 100000 USD/BTC
+    url = f"/l402/proxy/{proxy['proxyId']}/search"
+
+    def use(body='{"q": 1}', path=url, key=bought["apikey"]):
+        return client.post(path, data=body, content_type="application/json", HTTP_X_API_KEY=key)
+
+    unpaid = use()
+    assert unpaid.status_code == 402 and "not paid" in unpaid.json()["detail"]
+    pay(bought["paymentRequest"])
+    different = use(body='{"q": 2}')
+    assert different.status_code == 400 and "body differs" in different.json()["detail"]
+    elsewhere = use(path=f"/l402/proxy/{proxy['proxyId']}/other")
+    assert elsewhere.status_code == 400 and "POST /search" in elsewhere.json()["detail"]
+    seen = echo(use())
+    assert seen["body"] == '{"q": 1}'
+    assert "X-Api-Key" not in seen["headers"] and seen["headers"]["X-Upstream-Key"]
+    spent = use()
+    assert spent.status_code == 401 and "already used" in spent.json()["detail"]
+    assert len(upstream.seen) == 1
+
+
+def test_only_one_time_keys_are_taken_on_the_proxy(client, shop, proxy, upstream):
+    _, key = shop
+    merchant_key = client.get(
+        f"/l402/proxy/{proxy['proxyId']}/x", HTTP_X_API_KEY=key["HTTP_X_API_KEY"]
+    )
+    assert merchant_key.status_code == 401 and "one-time key" in merchant_key.json()["detail"]
+    assert (
+        client.get(f"/l402/proxy/{proxy['proxyId']}/x", HTTP_X_API_KEY="otk_nope").json()["error"]
+        == "unknown_key"
+    )
+    other = make_proxy(client, key, upstream.url, name="Other")
+    bought = buy_key(client, other, body="", path="/x", method="GET")
+    pay(bought["paymentRequest"])
+    wrong_proxy = client.get(f"/l402/proxy/{proxy['proxyId']}/x", HTTP_X_API_KEY=bought["apikey"])
+    assert wrong_proxy.status_code == 401 and "another proxy" in wrong_proxy.json()["detail"]
+    assert upstream.seen == []
+    refused = client.post(
+        "/api/invoice",
+        {"proxyId": proxy["proxyId"], "method": "BREW", "path": "/x"},
+        content_type="application/json",
+    )
+    assert refused.status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_one_time_key_is_spent_once_under_32_concurrent_uses(upstream, settings):
+    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
+    client = Client()
+    _, key = create_merchant("Race")
+    proxy = make_proxy(client, {"HTTP_X_API_KEY": key}, upstream.url)
+    bought = buy_key(client, proxy)
+    pay(bought["paymentRequest"])
+    url = f"/l402/proxy/{proxy['proxyId']}/search"
+    start = threading.Barrier(32)
+    statuses = []
+
+    def use():
+        try:
+            start.wait()
+            response = Client().post(
+                url,
+                data='{"q": 1}',
+                content_type="application/json",
+                HTTP_X_API_KEY=bought["apikey"],
+            )
+            if response.streaming:
+                content(response)
+            statuses.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=use) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] + [401] * 31
+    assert len(upstream.seen) == 1
+    assert OneTimeKey.objects.get().spent_at is not None
