@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from lightning.models import Invoice
 
-from .models import CheckoutInvoice, Merchant
+from .models import CheckoutInvoice, Merchant, Product
 
 
 def checkout_for_page(invoice_id: str) -> CheckoutInvoice:
@@ -75,3 +75,47 @@ def paid_summary(merchant: Merchant | None, now=None) -> dict[str, PaidSummary]:
         "today": PaidSummary(totals["today_count"], totals["today_sats"] or 0),
         "week": PaidSummary(totals["week_count"], totals["week_sats"] or 0),
     }
+
+
+# --- The merchant API (checkout.views) -------------------------------------------------
+
+CHECKOUT_STATUSES = ("unpaid", "paid", "expired")
+
+
+def products_of(merchant: Merchant, active: bool | None = None):
+    """A merchant's products, newest first; archived ones are gone from the API."""
+    products = Product.objects.filter(merchant=merchant, archived=False)
+    if active is not None:
+        products = products.filter(active=active)
+    return products.order_by("-created_at", "-pk")
+
+
+def product_of(merchant: Merchant, product_id: str) -> Product | None:
+    return Product.objects.filter(merchant=merchant, public_id=product_id, archived=False).first()
+
+
+def checkouts_of(merchant: Merchant, status: str | None = None):
+    """A merchant's checkouts, newest first, optionally only those in one status (which
+    is derived from the Lightning invoice, as CheckoutInvoice.status does)."""
+    checkouts = CheckoutInvoice.objects.filter(merchant=merchant).select_related(
+        "invoice", "product"
+    )
+    now = timezone.now()
+    open_ = Q(invoice__state=Invoice.State.OPEN)
+    if status == "paid":
+        checkouts = checkouts.filter(invoice__state=Invoice.State.PAID)
+    elif status == "unpaid":
+        checkouts = checkouts.filter(open_, invoice__expires_at__gt=now)
+    elif status == "expired":
+        checkouts = checkouts.exclude(invoice__state=Invoice.State.PAID).exclude(
+            open_ & Q(invoice__expires_at__gt=now)
+        )
+    return checkouts.order_by("-created_at", "-pk")
+
+
+def checkout_of(merchant: Merchant, invoice_id: str) -> CheckoutInvoice | None:
+    return (
+        CheckoutInvoice.objects.select_related("invoice", "product")
+        .filter(merchant=merchant, public_id=invoice_id)
+        .first()
+    )

@@ -1,12 +1,27 @@
-"""Merchant and key rules."""
+"""Merchant, key, product and checkout rules."""
 
 import hashlib
+import json
 import secrets
+import time
+from datetime import timedelta
+from decimal import Decimal
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
-from .models import ApiKey, Merchant, Product
+from config.problems import Problem
+from lightning import services as lightning_services
+from lightning.backends.base import NodeError
+
+from . import rates
+from .models import ApiKey, CheckoutInvoice, IdempotencyKey, Merchant, Product
+
+DEFAULT_EXPIRY_SECONDS = 900
+# Amounts are stored with 18 digits, 2 of them decimals.
+MAX_AMOUNT = Decimal(10**16)
 
 KEY_PREFIXES = {ApiKey.Kind.ADMIN: "zg_admin_", ApiKey.Kind.INVOICE: "zg_inv_"}
 
@@ -66,3 +81,217 @@ def seed_demo() -> tuple[Merchant, str]:
     )
     _, raw = issue_api_key(merchant, ApiKey.Kind.ADMIN, DEMO_KEY_NAME)
     return merchant, raw
+
+
+# --- Products --------------------------------------------------------------------------
+
+
+def create_product(merchant: Merchant, **fields) -> Product:
+    return Product.objects.create(merchant=merchant, **fields)
+
+
+def update_product(product: Product, **fields) -> Product:
+    for name, value in fields.items():
+        setattr(product, name, value)
+    product.save(update_fields=[*fields, "updated_at"])
+    return product
+
+
+def remove_product(product: Product) -> str:
+    """Delete a product, or archive it when checkouts point at it (they keep their record of
+    what was sold). Archived products are gone from the API and cannot be bought.
+    Returns "deleted" or "archived"."""
+    try:
+        with transaction.atomic():
+            product.delete()
+        return "deleted"
+    except ProtectedError:
+        Product.objects.filter(pk=product.pk).update(
+            archived=True, active=False, updated_at=timezone.now()
+        )
+        return "archived"
+
+
+# --- Checkout invoices -----------------------------------------------------------------
+
+# A BOLT11 description holds at most 639 bytes.
+MAX_MEMO_BYTES = 639
+# How long a retry waits for the first request with its Idempotency-Key to finish, and
+# after how long an unfinished reservation (its request crashed) may be taken over.
+IDEMPOTENCY_WAIT_SECONDS = 15.0
+IDEMPOTENCY_STALE_AFTER = timedelta(seconds=60)
+
+
+def create_checkout_invoice(
+    merchant: Merchant, terms: dict, idempotency_key: str | None = None
+) -> tuple[CheckoutInvoice, bool]:
+    """A checkout and its Lightning invoice, from the validated `terms` of a create request
+    (product_id + quantity, or amount + currency, and the optional fields).
+
+    With an `idempotency_key`, a retry returns the checkout of the first request with that
+    key instead of making another. Returns (checkout, whether this call created it).
+    """
+    product = None
+    if terms.get("product_id"):
+        product = _product_to_sell(merchant, terms["product_id"])
+    if idempotency_key is None:
+        return _create_checkout(merchant, product, terms), True
+    return _create_checkout_once(merchant, product, terms, idempotency_key)
+
+
+def start_product_checkout(product_id: str, terms: dict) -> CheckoutInvoice:
+    """A keyless checkout of an active product (a payment link used from a storefront)."""
+    product = (
+        Product.objects.select_related("merchant")
+        .filter(public_id=product_id, active=True, archived=False)
+        .first()
+    )
+    if product is None:
+        raise Problem(404, "not_found", f"No product {product_id} is for sale.")
+    return _create_checkout(product.merchant, product, terms)
+
+
+def _product_to_sell(merchant: Merchant, product_id: str) -> Product:
+    product = Product.objects.filter(
+        merchant=merchant, public_id=product_id, archived=False
+    ).first()
+    if product is None:
+        raise Problem(
+            400,
+            "validation_error",
+            f"productId: no product {product_id}.",
+            {"productId": [f"No product {product_id}."]},
+        )
+    if not product.active:
+        raise Problem(409, "product_inactive", f"Product {product_id} is not active.")
+    return product
+
+
+def _price(product: Product | None, terms: dict) -> tuple[Decimal, str, int]:
+    if product is not None:
+        amount = product.price * terms.get("quantity", 1)
+        currency = product.currency
+    else:
+        amount, currency = terms["amount"], terms["currency"]
+    if amount >= MAX_AMOUNT:
+        raise Problem(
+            400, "amount_too_large", f"The amount {amount} {currency} is too large.", None
+        )
+    return amount, currency, terms.get("quantity", 1)
+
+
+def _create_checkout(
+    merchant: Merchant,
+    product: Product | None,
+    terms: dict,
+    reservation: IdempotencyKey | None = None,
+) -> CheckoutInvoice:
+    amount, currency, quantity = _price(product, terms)
+    try:
+        quote = rates.sats_for(amount, currency)
+    except rates.RateUnavailable as exc:
+        raise Problem(
+            503, "rate_unavailable", f"No {currency} exchange rate is available: {exc}"
+        ) from exc
+    if quote.sats > settings.CHECKOUT_MAX_INVOICE_SATS:
+        raise Problem(
+            400,
+            "amount_too_large",
+            f"{amount} {currency} is {quote.sats} sats, more than the largest invoice this "
+            f"gateway makes ({settings.CHECKOUT_MAX_INVOICE_SATS} sats).",
+        )
+    description = terms.get("description") or (product.name if product else "")
+    # One transaction for the node's record (the dev node keeps its ledger in this
+    # database), our Invoice and the checkout: one commit instead of three, and no Invoice
+    # left without its checkout if the last insert fails.
+    with transaction.atomic():
+        try:
+            invoice = lightning_services.create_invoice(
+                quote.sats * 1000,
+                _memo(description),
+                terms.get("expires_in_seconds", DEFAULT_EXPIRY_SECONDS),
+            )
+        except NodeError as exc:
+            raise Problem(
+                503, "node_unavailable", f"The Lightning node did not answer: {exc}"
+            ) from exc
+        checkout = CheckoutInvoice.objects.create(
+            merchant=merchant,
+            invoice=invoice,
+            product=product,
+            quantity=quantity,
+            amount=amount,
+            currency=currency,
+            sats_amount=quote.sats,
+            rate=quote.rate,
+            rate_source=quote.source,
+            description=description,
+            user_ref=terms.get("user_ref", ""),
+            email=terms.get("email", ""),
+            send_email=terms.get("send_email", False),
+            redirect_url=terms.get("redirect_url", ""),
+            metadata=terms.get("metadata") or {},
+            idempotency_key=reservation.key if reservation else None,
+        )
+        if reservation is not None:
+            IdempotencyKey.objects.filter(pk=reservation.pk).update(checkout_invoice=checkout)
+    return checkout
+
+
+def _memo(description: str) -> str:
+    return description.encode()[:MAX_MEMO_BYTES].decode(errors="ignore")
+
+
+def _create_checkout_once(
+    merchant: Merchant, product: Product | None, terms: dict, key: str
+) -> tuple[CheckoutInvoice, bool]:
+    """Reserve the key in its own committed row first, then ask the node: of concurrent
+    requests with one key, one wins the row and makes the invoice, the others wait for it."""
+    request_hash = hashlib.sha256(
+        json.dumps(terms, sort_keys=True, default=str).encode()
+    ).hexdigest()
+    deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
+    while True:
+        try:
+            with transaction.atomic():
+                reservation = IdempotencyKey.objects.create(
+                    merchant=merchant, key=key, request_hash=request_hash
+                )
+            break
+        except IntegrityError:
+            pass
+        earlier = IdempotencyKey.objects.filter(merchant=merchant, key=key).first()
+        if earlier is None:
+            continue  # the first request failed and released the key: try to take it
+        if earlier.request_hash != request_hash:
+            raise Problem(
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request body; "
+                "use a new key for a new invoice.",
+            )
+        if earlier.checkout_invoice_id is not None:
+            return _checkout_with_invoice(earlier.checkout_invoice_id), False
+        if earlier.created_at < timezone.now() - IDEMPOTENCY_STALE_AFTER:
+            # Its request died before finishing: release the key so it can be retried.
+            IdempotencyKey.objects.filter(pk=earlier.pk, checkout_invoice__isnull=True).delete()
+            continue
+        if time.monotonic() > deadline:
+            problem = Problem(
+                409,
+                "idempotency_key_in_progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+            problem.wait = 1
+            raise problem
+        time.sleep(0.02)
+    try:
+        return _create_checkout(merchant, product, terms, reservation), True
+    except BaseException:
+        IdempotencyKey.objects.filter(pk=reservation.pk).delete()
+        raise
+
+
+def _checkout_with_invoice(pk: int) -> CheckoutInvoice:
+    return CheckoutInvoice.objects.select_related("invoice", "product").get(pk=pk)

@@ -1,0 +1,351 @@
+"""The JSON shapes of the checkout API (camelCase), and the validation of what comes in.
+
+Request fields are strict about JSON types: a string where a number belongs (or the
+reverse) is a 400, not a silent conversion.
+"""
+
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .models import CheckoutInvoice, Product
+
+MAX_METADATA_BYTES = 8192
+MAX_QUANTITY = 10_000
+CURRENCIES = Product.Currency.choices
+
+
+class StrictCharField(serializers.CharField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class MoneyField(serializers.DecimalField):
+    """A positive amount as a decimal string ("12.50"; a JSON number is accepted too),
+    shown with two decimals, or as a whole number for SAT."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            max_digits=18,
+            decimal_places=2,
+            min_value=Decimal("0.01"),
+            coerce_to_string=True,
+            **kwargs,
+        )
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, (str, int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    return str(int(amount)) if currency == Product.Currency.SAT else f"{amount:.2f}"
+
+
+class HttpUrlField(serializers.URLField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=2000, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if value and not value.lower().startswith(("http://", "https://")):
+            raise serializers.ValidationError("Must be an http or https URL.")
+        return value
+
+
+def _check_sat_whole(price, currency, field):
+    if currency == Product.Currency.SAT and price is not None and price != int(price):
+        raise serializers.ValidationError({field: ["A SAT amount must be a whole number."]})
+
+
+class RejectUnknownFields:
+    """A typo in a field name is an error, not a silently ignored field."""
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = sorted(set(self.initial_data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().validate(attrs)
+
+
+# --- Products --------------------------------------------------------------------------
+
+
+class ProductSerializer(RejectUnknownFields, serializers.ModelSerializer):
+    productId = serializers.CharField(source="public_id", read_only=True)
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(max_length=5000, allow_blank=True, required=False)
+    price = MoneyField(
+        help_text="A decimal string with at most 2 decimals, greater than 0; for SAT a "
+        "whole number of sats."
+    )
+    currency = serializers.ChoiceField(choices=CURRENCIES)
+    imageUrl = HttpUrlField(source="image_url", allow_blank=True, required=False)
+    active = StrictBooleanField(required=False, help_text="Inactive products cannot be bought.")
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = Product
+        fields = [
+            "productId",
+            "name",
+            "description",
+            "price",
+            "currency",
+            "imageUrl",
+            "active",
+            "createdAt",
+            "updatedAt",
+        ]
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        currency = attrs.get("currency", getattr(self.instance, "currency", None))
+        price = attrs.get("price", getattr(self.instance, "price", None))
+        _check_sat_whole(price, currency, "price")
+        return attrs
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["price"] = format_amount(instance.price, instance.currency)
+        return data
+
+    # Writes go through checkout.services, not the serializer.
+    def create(self, validated_data):
+        raise NotImplementedError
+
+    def update(self, instance, validated_data):
+        raise NotImplementedError
+
+
+# --- Checkout invoices -----------------------------------------------------------------
+
+
+class CheckoutOptionsMixin(serializers.Serializer):
+    """The optional fields a buyer may give, on both the merchant's and the public create."""
+
+    userRef = StrictCharField(
+        source="user_ref",
+        max_length=128,
+        allow_blank=True,
+        required=False,
+        help_text="Your reference for this checkout (at most 128 characters), echoed back.",
+    )
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    sendEmail = StrictBooleanField(
+        source="send_email",
+        required=False,
+        default=False,
+        help_text="Email a receipt to `email` once the invoice is paid.",
+    )
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if attrs.get("send_email") and not attrs.get("email"):
+            raise serializers.ValidationError({"email": ["Needed when sendEmail is true."]})
+        return attrs
+
+
+class CheckoutInvoiceCreateSerializer(RejectUnknownFields, CheckoutOptionsMixin):
+    productId = StrictCharField(
+        source="product_id",
+        max_length=40,
+        required=False,
+        help_text="Sell one of your products (give this, or amount and currency).",
+    )
+    quantity = StrictIntegerField(
+        min_value=1, max_value=MAX_QUANTITY, required=False, help_text="With productId."
+    )
+    amount = MoneyField(
+        required=False,
+        help_text="A decimal string with at most 2 decimals, greater than 0 (SAT: a whole number).",
+    )
+    currency = serializers.ChoiceField(choices=CURRENCIES, required=False)
+    description = StrictCharField(
+        max_length=500,
+        allow_blank=True,
+        required=False,
+        help_text="Shown on the checkout page and in the wallet (default: the product name).",
+    )
+    redirectUrl = HttpUrlField(
+        source="redirect_url",
+        allow_blank=True,
+        required=False,
+        help_text="Where the checkout page sends the buyer after payment.",
+    )
+    expiresInSeconds = StrictIntegerField(
+        source="expires_in_seconds",
+        min_value=60,
+        max_value=86400,
+        required=False,
+        default=900,
+        help_text="The checkout and its BOLT11 invoice expire after this many seconds.",
+    )
+    metadata = serializers.DictField(
+        required=False,
+        help_text=f"Any JSON object of yours (at most {MAX_METADATA_BYTES} bytes), echoed back.",
+    )
+
+    def validate_metadata(self, value):
+        if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+            raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
+        return value
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        by_product = "product_id" in attrs
+        by_amount = "amount" in attrs or "currency" in attrs
+        if by_product and by_amount:
+            raise serializers.ValidationError(
+                "Give either productId (and quantity) or amount and currency, not both."
+            )
+        if not by_product and not by_amount:
+            raise serializers.ValidationError(
+                "Give either productId (and quantity) or amount and currency."
+            )
+        if by_amount:
+            missing = [name for name in ("amount", "currency") if name not in attrs]
+            if missing:
+                raise serializers.ValidationError(
+                    {
+                        name: ["Needed with " + ("currency." if name == "amount" else "amount.")]
+                        for name in missing
+                    }
+                )
+            if "quantity" in attrs:
+                raise serializers.ValidationError({"quantity": ["Only with productId."]})
+            _check_sat_whole(attrs["amount"], attrs["currency"], "amount")
+        return attrs
+
+
+class ProductCheckoutSerializer(RejectUnknownFields, CheckoutOptionsMixin):
+    """What a storefront may say when it starts a checkout of a product without a key."""
+
+    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY, required=False, default=1)
+
+
+class CheckoutInvoiceSerializer(serializers.ModelSerializer):
+    invoiceId = serializers.CharField(source="public_id")
+    status = serializers.ChoiceField(choices=CheckoutInvoice.Status.choices)
+    amount = serializers.SerializerMethodField(
+        help_text="In `currency`: a decimal string (a whole number for SAT)."
+    )
+    currency = serializers.ChoiceField(choices=CURRENCIES)
+    satsAmount = serializers.IntegerField(source="sats_amount")
+    lightningInvoice = serializers.CharField(source="invoice.bolt11", help_text="BOLT11.")
+    paymentHash = serializers.CharField(source="invoice.payment_hash")
+    checkoutUrl = serializers.SerializerMethodField(help_text="The hosted checkout page.")
+    expiresAt = serializers.DateTimeField(source="invoice.expires_at")
+    createdAt = serializers.DateTimeField(source="created_at")
+    paidAt = serializers.DateTimeField(source="invoice.paid_at", allow_null=True)
+    productId = serializers.SerializerMethodField()
+    quantity = serializers.IntegerField()
+    description = serializers.CharField()
+    userRef = serializers.SerializerMethodField()
+    email = serializers.SerializerMethodField()
+    sendEmail = serializers.BooleanField(source="send_email")
+    receiptSentAt = serializers.DateTimeField(source="receipt_sent_at", allow_null=True)
+    redirectUrl = serializers.SerializerMethodField()
+    metadata = serializers.DictField()
+    rate = serializers.SerializerMethodField(
+        help_text="The exchange rate used, in `currency` per BTC (null for SAT)."
+    )
+    rateSource = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CheckoutInvoice
+        fields = [
+            "invoiceId",
+            "status",
+            "amount",
+            "currency",
+            "satsAmount",
+            "lightningInvoice",
+            "paymentHash",
+            "checkoutUrl",
+            "expiresAt",
+            "createdAt",
+            "paidAt",
+            "productId",
+            "quantity",
+            "description",
+            "userRef",
+            "email",
+            "sendEmail",
+            "receiptSentAt",
+            "redirectUrl",
+            "metadata",
+            "rate",
+            "rateSource",
+        ]
+
+    def get_amount(self, obj) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+    def get_checkoutUrl(self, obj) -> str:
+        return f"{settings.PUBLIC_BASE_URL}/checkout/{obj.public_id}"
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_productId(self, obj):
+        return obj.product.public_id if obj.product_id else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_userRef(self, obj):
+        return obj.user_ref or None
+
+    @extend_schema_field(serializers.EmailField(allow_null=True))
+    def get_email(self, obj):
+        return obj.email or None
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_redirectUrl(self, obj):
+        return obj.redirect_url or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_rate(self, obj):
+        return None if obj.rate is None else f"{obj.rate.normalize():f}"
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_rateSource(self, obj):
+        return obj.rate_source or None
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details, the shape of every error."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    error = serializers.CharField(help_text="A stable slug, e.g. validation_error, not_found.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="For validation errors: field -> messages.",
+    )
