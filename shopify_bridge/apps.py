@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class ShopifyBridgeConfig(AppConfig):
     name = "shopify_bridge"
+    verbose_name = "Shopify"
+
+    def ready(self):
+        from . import events, receivers  # noqa: F401  (connects the invoice receiver)
+
+        events.register()
