@@ -1,0 +1,122 @@
+"""The one HTTP POST of a webhook attempt, made safe for merchant-given URLs.
+
+The URL is vetted by the SSRF guard at send time and the connection goes to the address
+that was vetted (so a DNS answer that changes between check and connect cannot point us
+inward), with the URL's host in the Host header, TLS SNI and certificate check. Redirects
+are not followed, the whole exchange has one deadline, and only the start of the answer
+is read.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from config.ssrf import Target, UnsafeTarget, check_url
+
+EXCERPT_BYTES = 4096
+USER_AGENT = "Zapgate-Webhooks/1"
+
+
+@dataclass
+class Outcome:
+    status_code: int | None
+    excerpt: str
+    error: str
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, target: Target, timeout: float):
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.pinned = target.pinned_address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.pinned, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    _context = ssl.create_default_context()
+
+    def __init__(self, target: Target, timeout: float):
+        super().__init__(target.host, target.port, timeout=timeout, context=self._context)
+        self.pinned = target.pinned_address
+
+    def connect(self):
+        sock = socket.create_connection((self.pinned, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # SNI and the certificate check use the URL's host name, not the pinned address.
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def post(url: str, body: bytes, headers: dict, timeout: float, allow_private: bool) -> Outcome:
+    started = time.monotonic()
+
+    def outcome(status=None, excerpt="", error=""):
+        duration = int((time.monotonic() - started) * 1000)
+        return Outcome(status, excerpt, error[:500], duration)
+
+    try:
+        target = check_url(url, allow_private=allow_private)
+    except UnsafeTarget as exc:
+        return outcome(error=f"refused: {exc}")
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    conn = cls(target, timeout)
+    # One deadline for the whole exchange: a receiver that trickles its answer byte by byte
+    # gets its socket shut when the time is up.
+    deadline = threading.Timer(timeout, _shut, args=(conn,))
+    deadline.daemon = True
+    deadline.start()
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={
+                **headers,
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "Connection": "close",
+            },
+        )
+        response = conn.getresponse()
+        excerpt = response.read(EXCERPT_BYTES).decode("utf-8", errors="replace")
+        status = response.status
+        if 300 <= status < 400:
+            location = response.getheader("Location", "")
+            return outcome(status, excerpt, f"redirects are not followed (to {location[:200]})")
+        if not 200 <= status < 300:
+            return outcome(status, excerpt, f"the endpoint answered HTTP {status}")
+        return outcome(status, excerpt)
+    except TimeoutError:
+        return outcome(error=f"timed out after {timeout:g} s")
+    except ssl.SSLError as exc:
+        return outcome(error=f"TLS error: {exc}")
+    except (OSError, http.client.HTTPException) as exc:
+        if time.monotonic() - started >= timeout:
+            return outcome(error=f"timed out after {timeout:g} s")
+        return outcome(error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+    finally:
+        deadline.cancel()
+        conn.close()
+
+
+def _shut(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

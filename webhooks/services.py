@@ -1,0 +1,409 @@
+"""The rules of webhooks: endpoints, events (the outbox) and their delivery.
+
+Other apps announce what happened with `emit(...)`, inside the transaction of the change.
+The event and one delivery per destination are written there, each delivery already
+leased to the task that is queued once the transaction commits. If that message is lost
+or its worker dies, the lease runs out and the beat sweep (`claim_due`) hands the delivery
+to another task: a delivery can be late, never lost, and never sent by two workers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from checkout.models import Merchant
+from config.problems import Problem
+from config.ssrf import check_url
+
+from . import http, signing
+from .models import (
+    MerchantWebhookSecret,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
+
+log = logging.getLogger(__name__)
+
+# Event types an endpoint may subscribe to. Apps that announce their own events add them
+# with `register_event_type` from their AppConfig.ready().
+EVENT_TYPES = {
+    "invoice.created": "A checkout invoice was created.",
+    "payment.completed": "A checkout invoice was paid.",
+    "payment.expired": "A checkout invoice expired unpaid.",
+    "webhook.test": "A test event, sent with POST /api/webhooks/{id}/test.",
+}
+
+# Waits after the 1st, 2nd, ... failed attempt (about two days in all); then it has failed.
+RETRY_DELAYS = [5, 30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600]
+JITTER = 0.2  # each wait is stretched or shrunk by up to 20%, so retries do not stampede
+SECRET_OVERLAP = timedelta(hours=24)
+
+
+def register_event_type(name: str, description: str) -> None:
+    EVENT_TYPES[name] = description
+
+
+def isoformat(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC, as the API renders timestamps."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# --- endpoints -------------------------------------------------------------------------
+
+
+def vet_url(url: str) -> None:
+    """The SSRF guard, as the merchant saves a URL. Raises UnsafeTarget with the reason."""
+    check_url(url, allow_private=settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS)
+
+
+def create_endpoint(
+    merchant: Merchant, url: str, events: list[str], description: str = "", enabled: bool = True
+) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        merchant=merchant,
+        url=url,
+        events=events,
+        description=description,
+        enabled=enabled,
+        secret=signing.new_secret(),
+    )
+
+
+def update_endpoint(endpoint: WebhookEndpoint, **changes) -> WebhookEndpoint:
+    """Apply `changes` (url, events, description, enabled). Enabling an endpoint gives it
+    a fresh start: its failure history no longer counts towards disabling it."""
+    if changes.get("enabled") and not endpoint.enabled:
+        changes.update(
+            failing_since=None, disabled_at=None, disabled_reason="", disabled_notice_sent_at=None
+        )
+    for name, value in changes.items():
+        setattr(endpoint, name, value)
+    endpoint.save()
+    return endpoint
+
+
+def rotate_secret(holder: WebhookEndpoint | MerchantWebhookSecret) -> str:
+    """A new secret; the current one keeps signing too for 24 hours. Returns the new one."""
+    holder.previous_secret = holder.secret
+    holder.previous_secret_expires_at = timezone.now() + SECRET_OVERLAP
+    holder.secret = signing.new_secret()
+    holder.save()
+    return holder.secret
+
+
+def default_secret(merchant: Merchant) -> MerchantWebhookSecret:
+    """The merchant's default secret (for checkouts' own webhookUrl), made on first use."""
+    found = MerchantWebhookSecret.objects.filter(merchant=merchant).first()
+    if found:
+        return found
+    try:
+        with transaction.atomic():
+            return MerchantWebhookSecret.objects.create(
+                merchant=merchant, secret=signing.new_secret()
+            )
+    except IntegrityError:  # made at the same moment by another request
+        return MerchantWebhookSecret.objects.get(merchant=merchant)
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def emit(
+    merchant: Merchant,
+    type: str,
+    data: dict,
+    *,
+    source: str = "",
+    extra_urls=(),
+    endpoints=None,
+) -> WebhookEvent | None:
+    """Announce an event to the merchant's endpoints that subscribe to `type` and to
+    `extra_urls` (signed with the merchant's default secret).
+
+    Call it inside the transaction of the state change: the event commits or rolls back
+    with it. With a `source` ("checkout:42"), an event of this type is written at most once
+    for it, whoever calls again. Returns the event, or None when it was already announced
+    or nobody listens. `endpoints` (internal) sends to exactly those endpoints.
+    """
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {type!r}")
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("emit() belongs inside the transaction of the state change")
+    if endpoints is None:
+        endpoints = [e for e in merchant.webhook_endpoints.filter(enabled=True) if e.wants(type)]
+    extra_urls = [url for url in dict.fromkeys(extra_urls) if url]
+    if not endpoints and not extra_urls:
+        return None
+    if extra_urls:
+        default_secret(merchant)
+    now = timezone.now()
+    event = WebhookEvent(merchant=merchant, type=type, source=source, created_at=now)
+    event.body = json.dumps(
+        {"id": event.public_id, "type": type, "createdAt": isoformat(now), "data": data},
+        cls=DjangoJSONEncoder,
+        separators=(",", ":"),
+    )
+    if source:
+        try:
+            with transaction.atomic():  # a savepoint: a duplicate must not spoil the caller's
+                event.save()
+        except IntegrityError:
+            return None
+    else:
+        event.save()
+    token = uuid.uuid4().hex
+    leased = dict(
+        event=event,
+        lease_token=token,
+        locked_until=now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS),
+        next_attempt_at=now,
+        created_at=now,
+    )
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [WebhookDelivery(endpoint=e, **leased) for e in endpoints]
+        + [WebhookDelivery(url=url, **leased) for url in extra_urls]
+    )
+    _enqueue_after_commit([(d.pk, token) for d in deliveries])
+    return event
+
+
+def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
+    """A `webhook.test` event to this endpoint only (also when it is disabled, so a merchant
+    can check a fixed receiver before enabling it again)."""
+    with transaction.atomic():
+        event = emit(
+            endpoint.merchant,
+            "webhook.test",
+            {"endpointId": endpoint.public_id, "message": "A test event from Zapgate."},
+            endpoints=[endpoint],
+        )
+        return event.deliveries.get()
+
+
+def _enqueue_after_commit(leases: list[tuple[int, str]]) -> None:
+    def enqueue():
+        from .tasks import deliver
+
+        for delivery_id, token in leases:
+            deliver.delay(delivery_id, token)
+
+    # robust: a broker that is down must not fail the committed state change; the lease
+    # runs out and the sweep picks the delivery up.
+    transaction.on_commit(enqueue, robust=True)
+
+
+# --- delivery --------------------------------------------------------------------------
+
+
+def claim_due(limit: int = 500) -> list[tuple[int, str]]:
+    """Lease every delivery that is due and not leased (up to `limit`) and queue it.
+    Returns (delivery id, lease token) of those leased."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    due = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
+    ).filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
+    with transaction.atomic():
+        # On PostgreSQL two sweeps skip each other's rows instead of waiting; the
+        # conditional UPDATE below is what makes the lease safe on every database.
+        ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        due.filter(pk__in=ids).update(
+            lease_token=token,
+            locked_until=now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS),
+        )
+        claimed = list(
+            WebhookDelivery.objects.filter(pk__in=ids, lease_token=token).values_list(
+                "pk", flat=True
+            )
+        )
+        leases = [(pk, token) for pk in claimed]
+        _enqueue_after_commit(leases)
+    return leases
+
+
+def attempt_delivery(delivery_id: int, token: str) -> WebhookAttempt | None:
+    """Send the delivery if this lease still holds it; record how it went. Returns the
+    attempt, or None when the lease was lost (another worker has it, or it is done)."""
+    now = timezone.now()
+    renewed = WebhookDelivery.objects.filter(
+        pk=delivery_id,
+        lease_token=token,
+        status=WebhookDelivery.Status.PENDING,
+        locked_until__gt=now,
+    ).update(locked_until=now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS))
+    if not renewed:
+        return None
+    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    event, endpoint = delivery.event, delivery.endpoint
+    started_at = timezone.now()
+    if endpoint is not None and not endpoint.enabled and event.type != "webhook.test":
+        outcome = http.Outcome(None, "", "the endpoint is disabled", 0)
+        return _record(delivery, token, started_at, outcome, final=True)
+    if endpoint is not None:
+        secrets = endpoint.signing_secrets(started_at)
+    else:
+        secrets = default_secret(event.merchant).signing_secrets(started_at)
+    body = event.body.encode()
+    timestamp = int(started_at.timestamp())
+    headers = {
+        "webhook-id": event.public_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signing.signature_header(secrets, event.public_id, timestamp, body),
+    }
+    outcome = http.post(
+        delivery.target_url,
+        body,
+        headers,
+        timeout=settings.WEBHOOKS_TIMEOUT_SECONDS,
+        allow_private=settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS,
+    )
+    return _record(delivery, token, started_at, outcome)
+
+
+def _record(delivery, token, started_at, outcome: http.Outcome, final=False) -> WebhookAttempt:
+    now = timezone.now()
+    common = dict(
+        attempt_count=F("attempt_count") + 1,
+        last_status_code=outcome.status_code,
+        last_error=outcome.error,
+        lease_token="",
+        locked_until=None,
+    )
+    with transaction.atomic():
+        attempt = WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempt_count + 1,
+            started_at=started_at,
+            duration_ms=outcome.duration_ms,
+            status_code=outcome.status_code,
+            response_excerpt=outcome.excerpt,
+            error=outcome.error,
+        )
+        mine = WebhookDelivery.objects.filter(pk=delivery.pk, lease_token=token)
+        if outcome.ok:
+            mine.update(
+                status=WebhookDelivery.Status.DELIVERED,
+                delivered_at=now,
+                next_attempt_at=None,
+                **common,
+            )
+            if delivery.endpoint_id:
+                WebhookEndpoint.objects.filter(
+                    pk=delivery.endpoint_id, failing_since__isnull=False
+                ).update(failing_since=None)
+            return attempt
+        failures = delivery.failures + 1
+        if final or failures > len(RETRY_DELAYS):
+            status, next_attempt_at = WebhookDelivery.Status.FAILED, None
+        else:
+            delay = RETRY_DELAYS[failures - 1] * random.uniform(1 - JITTER, 1 + JITTER)
+            status, next_attempt_at = WebhookDelivery.Status.PENDING, now + timedelta(seconds=delay)
+        changed = mine.update(
+            status=status, failures=failures, next_attempt_at=next_attempt_at, **common
+        )
+        if changed and delivery.endpoint_id and not final:
+            _note_endpoint_failure(delivery.endpoint_id, now)
+    return attempt
+
+
+def _note_endpoint_failure(endpoint_id: int, now: datetime) -> None:
+    """Start (or continue) the endpoint's run of failures; disable it when the run has
+    lasted WEBHOOKS_DISABLE_AFTER_DAYS. The merchant is emailed by the sweep."""
+    WebhookEndpoint.objects.filter(pk=endpoint_id, failing_since__isnull=True).update(
+        failing_since=now
+    )
+    days = settings.WEBHOOKS_DISABLE_AFTER_DAYS
+    disabled = WebhookEndpoint.objects.filter(
+        pk=endpoint_id, enabled=True, failing_since__lte=now - timedelta(days=days)
+    ).update(
+        enabled=False,
+        disabled_at=now,
+        disabled_reason=f"Every delivery attempt failed for {days:g} days.",
+        disabled_notice_sent_at=None,
+    )
+    if disabled:
+        log.warning("webhook endpoint %s disabled after %g days of failures", endpoint_id, days)
+        WebhookDelivery.objects.filter(
+            endpoint_id=endpoint_id, status=WebhookDelivery.Status.PENDING
+        ).update(
+            status=WebhookDelivery.Status.FAILED,
+            next_attempt_at=None,
+            lease_token="",
+            locked_until=None,
+            last_error="the endpoint was disabled",
+        )
+
+
+def redeliver(delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery again now, whatever became of it, with a fresh retry schedule."""
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .get(pk=delivery.pk)
+        )
+        if delivery.endpoint_id and not delivery.endpoint.enabled:
+            raise Problem(409, "endpoint_disabled", "The endpoint is disabled; enable it first.")
+        if delivery.locked_until and delivery.locked_until > now:
+            raise Problem(
+                409, "delivery_in_progress", "An attempt of this delivery is already under way."
+            )
+        token = uuid.uuid4().hex
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            status=WebhookDelivery.Status.PENDING,
+            failures=0,
+            next_attempt_at=now,
+            lease_token=token,
+            locked_until=now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS),
+        )
+        _enqueue_after_commit([(delivery.pk, token)])
+    delivery.refresh_from_db()
+    return delivery
+
+
+def send_disabled_notices() -> int:
+    """Email each merchant whose endpoint was disabled for failing (once per disabling)."""
+    sent = 0
+    pending = WebhookEndpoint.objects.filter(
+        enabled=False, disabled_at__isnull=False, disabled_notice_sent_at__isnull=True
+    ).select_related("merchant")
+    for endpoint in pending:
+        taken = WebhookEndpoint.objects.filter(
+            pk=endpoint.pk, disabled_notice_sent_at__isnull=True
+        ).update(disabled_notice_sent_at=timezone.now())
+        if not taken or not endpoint.merchant.email:
+            continue
+        try:
+            send_mail(
+                "Your webhook endpoint was disabled",
+                f"Zapgate disabled the webhook endpoint {endpoint.url} ({endpoint.public_id}) "
+                f"of {endpoint.merchant.name}: {endpoint.disabled_reason}\n\n"
+                "Fix the receiver, then enable the endpoint again in the admin or with "
+                f'PATCH /api/webhooks/{endpoint.public_id} {{"enabled": true}}. Failed '
+                "deliveries can be sent again with the redeliver action.",
+                None,
+                [endpoint.merchant.email],
+            )
+            sent += 1
+        except Exception:
+            log.exception("could not email the disabling of endpoint %s", endpoint.public_id)
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(disabled_notice_sent_at=None)
+    return sent

@@ -1,0 +1,180 @@
+"""The webhooks API (admin key): endpoints, their secrets, deliveries and redelivery."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from checkout.auth import AdminKeyRequired, ApiKeyAuthentication
+from config.pagination import ItemsPagination
+
+from . import services
+from .models import WebhookDelivery, WebhookEndpoint
+from .serializers import (
+    DefaultSecretSerializer,
+    DeliveryDetailSerializer,
+    DeliveryFilterSerializer,
+    DeliveryPageSerializer,
+    DeliverySerializer,
+    EndpointPageSerializer,
+    EndpointSerializer,
+    EndpointWithSecretSerializer,
+)
+
+
+class MerchantView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [AdminKeyRequired]
+
+    def get_endpoint(self, endpoint_id) -> WebhookEndpoint:
+        """The merchant's own endpoint; anyone else's is a 404."""
+        return get_object_or_404(
+            WebhookEndpoint, public_id=endpoint_id, merchant=self.request.merchant
+        )
+
+    def get_delivery(self, endpoint_id, delivery_id) -> WebhookDelivery:
+        return get_object_or_404(
+            WebhookDelivery.objects.select_related("event"),
+            public_id=delivery_id,
+            endpoint=self.get_endpoint(endpoint_id),
+        )
+
+
+@extend_schema(tags=["webhooks"])
+class EndpointListView(MerchantView):
+    @extend_schema(operation_id="webhooks_list", responses=EndpointPageSerializer)
+    def get(self, request):
+        endpoints = WebhookEndpoint.objects.filter(merchant=request.merchant).order_by(
+            "-created_at", "-pk"
+        )
+        paginator = ItemsPagination()
+        page = paginator.paginate_queryset(endpoints, request, view=self)
+        return paginator.get_paginated_response(EndpointSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="webhooks_create",
+        request=EndpointSerializer,
+        responses={201: EndpointWithSecretSerializer},
+        description="Add an endpoint. The answer carries its signing secret, shown only here.",
+    )
+    def post(self, request):
+        serializer = EndpointSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint = services.create_endpoint(request.merchant, **serializer.validated_data)
+        return Response(EndpointWithSecretSerializer(endpoint).data, status=201)
+
+
+@extend_schema(tags=["webhooks"])
+class EndpointDetailView(MerchantView):
+    @extend_schema(operation_id="webhooks_retrieve", responses=EndpointSerializer)
+    def get(self, request, endpoint_id):
+        return Response(EndpointSerializer(self.get_endpoint(endpoint_id)).data)
+
+    @extend_schema(
+        operation_id="webhooks_update", request=EndpointSerializer, responses=EndpointSerializer
+    )
+    def patch(self, request, endpoint_id):
+        endpoint = self.get_endpoint(endpoint_id)
+        serializer = EndpointSerializer(endpoint, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        endpoint = services.update_endpoint(endpoint, **serializer.validated_data)
+        return Response(EndpointSerializer(endpoint).data)
+
+    @extend_schema(operation_id="webhooks_destroy", responses={204: None})
+    def delete(self, request, endpoint_id):
+        self.get_endpoint(endpoint_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(tags=["webhooks"])
+class RotateSecretView(MerchantView):
+    @extend_schema(
+        operation_id="webhooks_rotate_secret",
+        request=None,
+        responses=EndpointWithSecretSerializer,
+        description="A new secret. For 24 hours the old one keeps working: every webhook "
+        "carries a signature with each secret.",
+    )
+    def post(self, request, endpoint_id):
+        endpoint = self.get_endpoint(endpoint_id)
+        services.rotate_secret(endpoint)
+        return Response(EndpointWithSecretSerializer(endpoint).data)
+
+
+@extend_schema(tags=["webhooks"])
+class TestEventView(MerchantView):
+    @extend_schema(
+        operation_id="webhooks_test",
+        request=None,
+        responses={202: DeliverySerializer},
+        description="Send a `webhook.test` event to this endpoint.",
+    )
+    def post(self, request, endpoint_id):
+        delivery = services.send_test_event(self.get_endpoint(endpoint_id))
+        return Response(DeliverySerializer(delivery).data, status=202)
+
+
+@extend_schema(tags=["webhooks"])
+class DeliveryListView(MerchantView):
+    @extend_schema(
+        operation_id="webhooks_deliveries_list",
+        parameters=[DeliveryFilterSerializer],
+        responses=DeliveryPageSerializer,
+    )
+    def get(self, request, endpoint_id):
+        endpoint = self.get_endpoint(endpoint_id)
+        filters = DeliveryFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        deliveries = endpoint.deliveries.select_related("event").order_by("-created_at", "-pk")
+        if "status" in filters.validated_data:
+            deliveries = deliveries.filter(status=filters.validated_data["status"])
+        paginator = ItemsPagination()
+        page = paginator.paginate_queryset(deliveries, request, view=self)
+        return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
+
+
+@extend_schema(tags=["webhooks"])
+class DeliveryDetailView(MerchantView):
+    @extend_schema(operation_id="webhooks_deliveries_retrieve", responses=DeliveryDetailSerializer)
+    def get(self, request, endpoint_id, delivery_id):
+        delivery = self.get_delivery(endpoint_id, delivery_id)
+        return Response(DeliveryDetailSerializer(delivery).data)
+
+
+@extend_schema(tags=["webhooks"])
+class RedeliverView(MerchantView):
+    @extend_schema(
+        operation_id="webhooks_deliveries_redeliver",
+        request=None,
+        responses={202: DeliverySerializer},
+        description="Send the delivery again now, with a fresh retry schedule.",
+    )
+    def post(self, request, endpoint_id, delivery_id):
+        delivery = services.redeliver(self.get_delivery(endpoint_id, delivery_id))
+        return Response(DeliverySerializer(delivery).data, status=202)
+
+
+@extend_schema(tags=["webhooks"])
+class DefaultSecretView(MerchantView):
+    @extend_schema(
+        operation_id="webhooks_default_secret",
+        responses=DefaultSecretSerializer,
+        description="The secret that signs what goes to a checkout invoice's own webhookUrl.",
+    )
+    def get(self, request):
+        return Response(DefaultSecretSerializer(services.default_secret(request.merchant)).data)
+
+
+@extend_schema(tags=["webhooks"])
+class RotateDefaultSecretView(MerchantView):
+    @extend_schema(
+        operation_id="webhooks_default_secret_rotate",
+        request=None,
+        responses=DefaultSecretSerializer,
+        description="A new default secret; the old one keeps signing too for 24 hours.",
+    )
+    def post(self, request):
+        holder = services.default_secret(request.merchant)
+        services.rotate_secret(holder)
+        return Response(DefaultSecretSerializer(holder).data)
