@@ -24,6 +24,7 @@ from config.problems import Problem
 
 from .models import CheckoutInvoice, Product
 from .selectors import checkout_for_page, checkout_for_status
+from .serializers import format_amount
 
 # Seconds the paid page waits before it follows the merchant's redirectUrl.
 REDIRECT_DELAY_SECONDS = 5
@@ -89,7 +90,7 @@ def status_body(checkout: CheckoutInvoice) -> dict:
     return {
         "invoiceId": checkout.public_id,
         "status": checkout.status,
-        "amount": str(checkout.amount),
+        "amount": format_amount(checkout.amount, checkout.currency),
         "currency": checkout.currency,
         "lightningInvoice": invoice.bolt11,
         "expiresAt": _timestamp.to_representation(invoice.expires_at),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from checkout.models import Merchant, Product
+from checkout.models import CheckoutInvoice, Merchant, Product
 from lightning import services
 from lightning.backends import get_backend
 from lightning.models import DevNodeInvoice
@@ -163,6 +163,26 @@ def test_an_expired_product_checkout_offers_to_start_again(page, live_server):
     expect(page.locator("#status")).to_have_text("Expired")
     expect(page.get_by_role("button", name="Start again")).to_be_visible()
     screenshot(page, "expired")
+
+
+def test_start_again_makes_a_new_checkout_of_the_product_and_opens_it(page, live_server, settings):
+    settings.PUBLIC_BASE_URL = live_server.url
+    merchant = Merchant.objects.create(name="Corner Café")
+    product = Product.objects.create(
+        merchant=merchant, name="Sticker pack", price="2100", currency="SAT"
+    )
+    checkout = make_checkout(
+        merchant, product=product, quantity=2, sats=4200, amount="4200", currency="SAT"
+    )
+    expire(checkout)
+    open_checkout(page, live_server, checkout)
+    page.get_by_role("button", name="Start again").click()
+
+    page.wait_for_url(lambda url: checkout.public_id not in url)
+    expect(page.locator("#status")).to_have_text("Waiting for payment")
+    fresh = CheckoutInvoice.objects.exclude(pk=checkout.pk).get()
+    assert page.url == f"{live_server.url}/checkout/{fresh.public_id}"
+    assert (fresh.product, fresh.quantity, fresh.sats_amount) == (product, 2, 4200)
 
 
 def test_copy_button_copies_the_invoice(page, live_server):

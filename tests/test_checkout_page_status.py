@@ -86,7 +86,7 @@ def test_status_of_a_paid_checkout_has_its_payment_time():
     body = Client().get(f"/checkout/{checkout.public_id}/status").json()
     paid_at = Invoice.objects.get(pk=checkout.invoice_id).paid_at
     assert (body["status"], body["paidAt"]) == ("paid", iso(paid_at))
-    assert (body["amount"], body["currency"], body["satsAmount"]) == ("2100.00", "SAT", 2100)
+    assert (body["amount"], body["currency"], body["satsAmount"]) == ("2100", "SAT", 2100)
 
 
 def test_status_of_an_expired_checkout():
