@@ -41,6 +41,19 @@ def checkout_for_status(invoice_id: str) -> CheckoutInvoice | None:
     )
 
 
+def in_status(checkouts, status: str):
+    """Checkouts in one status (unpaid, paid, expired), which is derived from the Lightning
+    invoice as `CheckoutInvoice.status` derives it."""
+    open_and_valid = Q(invoice__state=Invoice.State.OPEN, invoice__expires_at__gt=timezone.now())
+    if status == CheckoutInvoice.Status.PAID:
+        return checkouts.filter(invoice__state=Invoice.State.PAID)
+    if status == CheckoutInvoice.Status.UNPAID:
+        return checkouts.filter(open_and_valid)
+    if status == CheckoutInvoice.Status.EXPIRED:
+        return checkouts.exclude(invoice__state=Invoice.State.PAID).exclude(open_and_valid)
+    raise ValueError(f"unknown checkout status {status!r}")
+
+
 def merchant_of(user) -> Merchant | None:
     """The merchant a staff user administers (None for the operator and for unlinked users)."""
     link = getattr(user, "merchant_link", None)

@@ -1,0 +1,46 @@
+"""Merchant staff: Django users who administer one merchant in the admin site."""
+
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+from .models import Merchant, MerchantUser
+
+MERCHANT_STAFF_GROUP = "Merchant staff"
+# What a merchant's staff may do with their own merchant's rows (the admin scopes the rows).
+# Checkout invoices are read-only; keys are revoked, not deleted; a product "deleted" with
+# checkouts is archived.
+MERCHANT_STAFF_PERMISSIONS = {
+    "product": ("view", "add", "change", "delete"),
+    "checkoutinvoice": ("view",),
+    "apikey": ("view", "add", "change"),
+}
+
+
+def ensure_merchant_staff_group() -> Group:
+    """The "Merchant staff" group with exactly its permissions (made or repaired)."""
+    create_permissions(apps.get_app_config("checkout"), verbosity=0)  # before the first migrate
+    codenames = [
+        f"{action}_{model}"
+        for model, actions in MERCHANT_STAFF_PERMISSIONS.items()
+        for action in actions
+    ]
+    permissions = Permission.objects.filter(
+        content_type__app_label="checkout", codename__in=codenames
+    )
+    group, _ = Group.objects.get_or_create(name=MERCHANT_STAFF_GROUP)
+    group.permissions.set(permissions)
+    return group
+
+
+@transaction.atomic
+def create_merchant_user(username: str, merchant: Merchant, password: str, email: str = ""):
+    """A staff user who administers `merchant` in the admin site, and nothing else."""
+    user = get_user_model().objects.create_user(
+        username=username, email=email, password=password, is_staff=True
+    )
+    MerchantUser.objects.create(user=user, merchant=merchant)
+    user.groups.add(ensure_merchant_staff_group())
+    return user
