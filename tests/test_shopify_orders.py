@@ -719,3 +719,42 @@ def test_the_openapi_document_describes_the_shopify_api(client):
         "/api/stats/shopify",
     ):
         assert path in paths, path
+
+
+def test_the_admin_shows_a_merchant_only_its_own_stores_and_hides_secrets(shop, fake_shopify):
+    from django.contrib.auth.models import User
+
+    from checkout.models import MerchantUser
+
+    client = Client()
+    placed_order(client, fake_shopify)
+    other, _ = create_merchant("Other")
+    ShopifyStore.objects.create(
+        merchant=other,
+        slug="other-shop",
+        name="Other",
+        shop_domain="o.myshopify.com",
+        access_token="shpat_other_secret_token",
+    )
+    staff = User.objects.create_user("clerk", password="pw", is_staff=True)
+    MerchantUser.objects.create(user=staff, merchant=shop.merchant)
+    client.force_login(staff)
+    stores = client.get("/admin/shopify_bridge/shopifystore/")
+    assert stores.status_code == 200
+    html = stores.content.decode()
+    assert "zap-apparel" in html and "other-shop" not in html
+    assert "…cdef" in html and "shpat_test_0123456789abcdef" not in html
+    other_pk = ShopifyStore.objects.get(slug="other-shop").pk
+    assert client.get(f"/admin/shopify_bridge/shopifystore/{other_pk}/change/").status_code in (
+        302,
+        404,
+    )
+    orders = client.get("/admin/shopify_bridge/shopifyorder/")
+    assert orders.status_code == 200 and "Placed" in orders.content.decode()
+
+    admin = User.objects.create_superuser("root", password="pw")
+    client.force_login(admin)
+    page = client.get(f"/admin/shopify_bridge/shopifystore/{shop.pk}/change/")
+    assert page.status_code == 200
+    assert "shpat_test_0123456789abcdef" not in page.content.decode()
+    assert WEBHOOK_SECRET not in page.content.decode()
