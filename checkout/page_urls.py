@@ -7,7 +7,7 @@ from . import pages
 urlpatterns = [
     path("checkout/<str:invoice_id>", pages.checkout_page, name="checkout-page"),
     path(
-        "checkout/<str:invoice_id>/status",
+        "checkout/<str:invoiceId>/status",
         pages.CheckoutStatusView.as_view(),
         name="checkout-status",
     ),

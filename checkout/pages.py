@@ -20,11 +20,12 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.problems import PROBLEM_CONTENT_TYPE as PROBLEM
 from config.problems import Problem
 
 from .models import CheckoutInvoice, Product
 from .selectors import checkout_for_page, checkout_for_status
-from .serializers import format_amount
+from .serializers import ProblemSerializer, format_amount
 
 # Seconds the paid page waits before it follows the merchant's redirectUrl.
 REDIRECT_DELAY_SECONDS = 5
@@ -167,15 +168,19 @@ class CheckoutStatusView(APIView):
     @extend_schema(
         operation_id="checkout_status",
         tags=["checkout page"],
+        summary="The status of a checkout, for the hosted page (public, no key)",
+        auth=[],
         responses={
             200: CheckoutStatusSerializer,
-            404: OpenApiResponse(description="No checkout invoice with this id (problem+json)."),
+            (404, PROBLEM): OpenApiResponse(
+                ProblemSerializer, description="No checkout invoice with this id."
+            ),
         },
     )
-    def get(self, request, invoice_id):
-        checkout = checkout_for_status(invoice_id)
+    def get(self, request, invoiceId):
+        checkout = checkout_for_status(invoiceId)
         if checkout is None:
-            raise Problem(404, "not_found", f"No checkout invoice with id {invoice_id}.")
+            raise Problem(404, "not_found", f"No checkout invoice with id {invoiceId}.")
         return Response(status_body(checkout), headers={"Cache-Control": "no-store"})
 
 
