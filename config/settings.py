@@ -207,12 +207,16 @@ globals().update(
 )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Zapgate <receipts@localhost>")
 CHECKOUT_RECEIPT_SWEEP_SECONDS = env.float("CHECKOUT_RECEIPT_SWEEP_SECONDS", default=60.0)
-CHECKOUT_CELERY_BEAT_SCHEDULE = {  # for the lead to merge into CELERY_BEAT_SCHEDULE
+CHECKOUT_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
     "send-due-receipts": {
         "task": "checkout.tasks.send_due_receipts",
         "schedule": CHECKOUT_RECEIPT_SWEEP_SECONDS,
     },
 }
+# OpenAPI: name the checkout status enum (other apps have "status" fields too).
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})[
+    "CheckoutStatusEnum"
+] = "checkout.models.CheckoutInvoice.Status"
 # --- end checkout settings
 
 # --- webhooks settings (owned by the webhooks app) ---------------------------------
@@ -227,7 +231,11 @@ WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=60.0)
 WEBHOOKS_SWEEP_SECONDS = env.float("WEBHOOKS_SWEEP_SECONDS", default=5.0)
 # An endpoint whose attempts have all failed for this long is disabled, its merchant told.
 WEBHOOKS_DISABLE_AFTER_DAYS = env.float("WEBHOOKS_DISABLE_AFTER_DAYS", default=5.0)
-WEBHOOKS_CELERY_BEAT_SCHEDULE = {  # for the lead to merge into CELERY_BEAT_SCHEDULE
+# Sender threads in each Celery worker process: a delivery written there (the watcher's
+# payments) is sent from the same process right after commit, with no broker round trip.
+# 0: every delivery goes through the broker as a task.
+WEBHOOKS_WORKER_SENDERS = env.int("WEBHOOKS_WORKER_SENDERS", default=8)
+WEBHOOKS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
     "webhooks-deliver-due": {
         "task": "webhooks.tasks.deliver_due",
         "schedule": WEBHOOKS_SWEEP_SECONDS,
@@ -284,7 +292,7 @@ SHOPIFY_CLAIM_RATE_PER_MINUTE = env.int("SHOPIFY_CLAIM_RATE_PER_MINUTE", default
 SHOPIFY_CATALOG_MAX_AGE = env.int("SHOPIFY_CATALOG_MAX_AGE", default=60)
 SHOPIFY_SYNC_SECONDS = env.float("SHOPIFY_SYNC_SECONDS", default=3600.0)
 SHOPIFY_PUSH_SWEEP_SECONDS = env.float("SHOPIFY_PUSH_SWEEP_SECONDS", default=10.0)
-SHOPIFY_CELERY_BEAT_SCHEDULE = {  # for the lead to merge into CELERY_BEAT_SCHEDULE
+SHOPIFY_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
     "shopify-sync-catalogs": {
         "task": "shopify_bridge.tasks.sync_all_catalogs",
         "schedule": SHOPIFY_SYNC_SECONDS,
@@ -315,4 +323,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "lightning.tasks.expire_invoices",
         "schedule": INVOICE_EXPIRY_SWEEP_SECONDS,
     },
+    **CHECKOUT_CELERY_BEAT_SCHEDULE,
+    **WEBHOOKS_CELERY_BEAT_SCHEDULE,
+    **SHOPIFY_CELERY_BEAT_SCHEDULE,
 }

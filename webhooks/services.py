@@ -26,7 +26,7 @@ from checkout.models import Merchant
 from config.problems import Problem
 from config.ssrf import check_url
 
-from . import http, signing
+from . import dispatch, http, signing
 from .models import (
     MerchantWebhookSecret,
     WebhookAttempt,
@@ -196,15 +196,9 @@ def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
 
 
 def _enqueue_after_commit(leases: list[tuple[int, str]]) -> None:
-    def enqueue():
-        from .tasks import deliver
-
-        for delivery_id, token in leases:
-            deliver.delay(delivery_id, token)
-
     # robust: a broker that is down must not fail the committed state change; the lease
     # runs out and the sweep picks the delivery up.
-    transaction.on_commit(enqueue, robust=True)
+    transaction.on_commit(lambda: dispatch.send_soon(leases), robust=True)
 
 
 # --- delivery --------------------------------------------------------------------------
