@@ -5,6 +5,7 @@ reverse) is a 400, not a silent conversion.
 """
 
 import json
+from datetime import UTC
 from decimal import Decimal
 
 from django.conf import settings
@@ -305,6 +306,36 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
             "rateSource",
         ]
 
+    def to_representation(self, obj):
+        """Built directly: this is on every create and read, and DRF's field-by-field
+        rendering (a deep copy of 22 fields per object) cost more than the rest of a read.
+        The declared fields above describe the same shape for the OpenAPI document."""
+        invoice = obj.invoice
+        return {
+            "invoiceId": obj.public_id,
+            "status": obj.status,
+            "amount": format_amount(obj.amount, obj.currency),
+            "currency": obj.currency,
+            "satsAmount": obj.sats_amount,
+            "lightningInvoice": invoice.bolt11,
+            "paymentHash": invoice.payment_hash,
+            "checkoutUrl": self.get_checkoutUrl(obj),
+            "expiresAt": _iso(invoice.expires_at),
+            "createdAt": _iso(obj.created_at),
+            "paidAt": _iso(invoice.paid_at),
+            "productId": self.get_productId(obj),
+            "quantity": obj.quantity,
+            "description": obj.description,
+            "userRef": obj.user_ref or None,
+            "email": obj.email or None,
+            "sendEmail": obj.send_email,
+            "receiptSentAt": _iso(obj.receipt_sent_at),
+            "redirectUrl": obj.redirect_url or None,
+            "metadata": obj.metadata,
+            "rate": self.get_rate(obj),
+            "rateSource": obj.rate_source or None,
+        }
+
     def get_amount(self, obj) -> str:
         return format_amount(obj.amount, obj.currency)
 
@@ -334,6 +365,13 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_rateSource(self, obj):
         return obj.rate_source or None
+
+
+def _iso(value):
+    """A UTC timestamp as DRF renders it: ISO 8601 with a Z."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ProblemSerializer(serializers.Serializer):

@@ -214,9 +214,9 @@ CHECKOUT_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
     },
 }
 # OpenAPI: name the checkout status enum (other apps have "status" fields too).
-SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})[
-    "CheckoutStatusEnum"
-] = "checkout.models.CheckoutInvoice.Status"
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["CheckoutStatusEnum"] = (
+    "checkout.models.CheckoutInvoice.Status"
+)
 # --- end checkout settings
 
 # --- webhooks settings (owned by the webhooks app) ---------------------------------
@@ -235,6 +235,9 @@ WEBHOOKS_DISABLE_AFTER_DAYS = env.float("WEBHOOKS_DISABLE_AFTER_DAYS", default=5
 # payments) is sent from the same process right after commit, with no broker round trip.
 # 0: every delivery goes through the broker as a task.
 WEBHOOKS_WORKER_SENDERS = env.int("WEBHOOKS_WORKER_SENDERS", default=8)
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})[
+    "WebhookDeliveryStatusEnum"
+] = "webhooks.models.WebhookDelivery.Status"
 WEBHOOKS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
     "webhooks-deliver-due": {
         "task": "webhooks.tasks.deliver_due",
