@@ -228,6 +228,21 @@ def test_a_bad_credential_is_a_401_that_says_why(client, paid_demo, make_header,
     assert response["WWW-Authenticate"].startswith("L402 ")
 
 
+def test_any_damaged_token_is_refused_with_a_reason_never_an_error(paid_demo):
+    body, preimage = paid_demo
+    raw = base64.b64decode(body["macaroon"])
+    damaged = [raw[:cut] for cut in range(len(raw))]
+    # Every byte but the location's text (which macaroons never sign: it is a hint).
+    assert raw[1:3] == bytes([1, len("zapgate")]) and raw[3:10] == b"zapgate"
+    flips = [i for i in range(len(raw)) if not 3 <= i < 10]
+    damaged += [raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1 :] for i in flips]
+    damaged.append(raw + b"\x00")
+    for token in damaged:
+        with pytest.raises(macaroons.CredentialError) as refused:
+            macaroons.verify(base64.b64encode(token).decode(), preimage)
+        assert refused.value.status == 401 and str(refused.value)
+
+
 def test_a_token_for_another_resource_is_refused(client, paid_demo):
     body, preimage = paid_demo
     response = client.get("/api/l402/premium-data", HTTP_AUTHORIZATION=credential(body, preimage))
@@ -253,7 +268,7 @@ def test_an_expired_token_gets_a_fresh_402(client):
 def test_a_token_narrowed_by_its_holder_still_works_and_its_caveats_hold(client, paid_demo):
     """Attenuation: the holder may add caveats; they only ever restrict."""
     body, preimage = paid_demo
-    mac = macaroons.decode_macaroon(body["macaroon"])
+    mac = BinarySerializer().deserialize_raw(base64.b64decode(body["macaroon"]))
     mac.add_first_party_caveat("method=GET")
     narrowed = base64.b64encode(BinarySerializer().serialize_raw(mac)).decode()
     ok = client.get("/api/l402/demo", HTTP_AUTHORIZATION=f"L402 {narrowed}:{preimage}")
@@ -262,6 +277,11 @@ def test_a_token_narrowed_by_its_holder_still_works_and_its_caveats_hold(client,
     odd = base64.b64encode(BinarySerializer().serialize_raw(mac)).decode()
     response = client.get("/api/l402/demo", HTTP_AUTHORIZATION=f"L402 {odd}:{preimage}")
     assert "colour" in problem(response, 401, "invalid_caveat")
+    third = BinarySerializer().deserialize_raw(base64.b64decode(body["macaroon"]))
+    third.add_third_party_caveat("https://elsewhere.example", secrets.token_bytes(32), "ask")
+    delegated = base64.b64encode(BinarySerializer().serialize_raw(third)).decode()
+    response = client.get("/api/l402/demo", HTTP_AUTHORIZATION=f"L402 {delegated}:{preimage}")
+    assert "third-party" in problem(response, 401, "invalid_caveat")
 
 
 # --- merchant challenges -----------------------------------------------------------------------
