@@ -235,9 +235,9 @@ WEBHOOKS_DISABLE_AFTER_DAYS = env.float("WEBHOOKS_DISABLE_AFTER_DAYS", default=5
 # payments) is sent from the same process right after commit, with no broker round trip.
 # 0: every delivery goes through the broker as a task.
 WEBHOOKS_WORKER_SENDERS = env.int("WEBHOOKS_WORKER_SENDERS", default=8)
-SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})[
-    "WebhookDeliveryStatusEnum"
-] = "webhooks.models.WebhookDelivery.Status"
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["WebhookDeliveryStatusEnum"] = (
+    "webhooks.models.WebhookDelivery.Status"
+)
 WEBHOOKS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
     "webhooks-deliver-due": {
         "task": "webhooks.tasks.deliver_due",

@@ -28,26 +28,23 @@ WORKER_ENV = dict(
     WEBHOOKS_SWEEP_SECONDS="0.5",
 )
 
-# Celery beat with the webhooks sweep in its schedule.
-BEAT = """
-import os, sys
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-import django
-django.setup()
-from django.conf import settings
-from config.celery import app
-app.conf.beat_schedule = {
-    **settings.CELERY_BEAT_SCHEDULE, **settings.WEBHOOKS_CELERY_BEAT_SCHEDULE
-}
-app.Beat(schedule=sys.argv[1], loglevel="INFO").run()
-"""
-
 
 class Beat:
     def __init__(self, tmp_path):
         self.log_path = tmp_path / "beat.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", BEAT, str(tmp_path / "beat-schedule")],
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(tmp_path / "beat-schedule"),
+            ],
             cwd=ROOT,
             env=child_env(tmp_path, **WORKER_ENV),
             stdout=open(self.log_path, "ab"),
