@@ -92,7 +92,7 @@ def paid_summary(merchant: Merchant | None, now=None) -> dict[str, PaidSummary]:
 
 # --- The merchant API (checkout.views) -------------------------------------------------
 
-CHECKOUT_STATUSES = ("unpaid", "paid", "expired")
+CHECKOUT_STATUSES = tuple(CheckoutInvoice.Status.values)
 
 
 def products_of(merchant: Merchant, active: bool | None = None):
@@ -108,21 +108,12 @@ def product_of(merchant: Merchant, product_id: str) -> Product | None:
 
 
 def checkouts_of(merchant: Merchant, status: str | None = None):
-    """A merchant's checkouts, newest first, optionally only those in one status (which
-    is derived from the Lightning invoice, as CheckoutInvoice.status does)."""
+    """A merchant's checkouts, newest first, optionally only those in one status."""
     checkouts = CheckoutInvoice.objects.filter(merchant=merchant).select_related(
         "invoice", "product"
     )
-    now = timezone.now()
-    open_ = Q(invoice__state=Invoice.State.OPEN)
-    if status == "paid":
-        checkouts = checkouts.filter(invoice__state=Invoice.State.PAID)
-    elif status == "unpaid":
-        checkouts = checkouts.filter(open_, invoice__expires_at__gt=now)
-    elif status == "expired":
-        checkouts = checkouts.exclude(invoice__state=Invoice.State.PAID).exclude(
-            open_ & Q(invoice__expires_at__gt=now)
-        )
+    if status is not None:
+        checkouts = in_status(checkouts, status)
     return checkouts.order_by("-created_at", "-pk")
 
 

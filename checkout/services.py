@@ -131,12 +131,9 @@ def create_checkout_invoice(
     With an `idempotency_key`, a retry returns the checkout of the first request with that
     key instead of making another. Returns (checkout, whether this call created it).
     """
-    product = None
-    if terms.get("product_id"):
-        product = _product_to_sell(merchant, terms["product_id"])
     if idempotency_key is None:
-        return _create_checkout(merchant, product, terms), True
-    return _create_checkout_once(merchant, product, terms, idempotency_key)
+        return _create_checkout(merchant, _product_in(merchant, terms), terms), True
+    return _create_checkout_once(merchant, terms, idempotency_key)
 
 
 def start_product_checkout(product_id: str, terms: dict) -> CheckoutInvoice:
@@ -149,6 +146,10 @@ def start_product_checkout(product_id: str, terms: dict) -> CheckoutInvoice:
     if product is None:
         raise Problem(404, "not_found", f"No product {product_id} is for sale.")
     return _create_checkout(product.merchant, product, terms)
+
+
+def _product_in(merchant: Merchant, terms: dict) -> Product | None:
+    return _product_to_sell(merchant, terms["product_id"]) if terms.get("product_id") else None
 
 
 def _product_to_sell(merchant: Merchant, product_id: str) -> Product:
@@ -243,7 +244,7 @@ def _memo(description: str) -> str:
 
 
 def _create_checkout_once(
-    merchant: Merchant, product: Product | None, terms: dict, key: str
+    merchant: Merchant, terms: dict, key: str
 ) -> tuple[CheckoutInvoice, bool]:
     """Reserve the key in its own committed row first, then ask the node: of concurrent
     requests with one key, one wins the row and makes the invoice, the others wait for it."""
@@ -287,7 +288,9 @@ def _create_checkout_once(
             raise problem
         time.sleep(0.02)
     try:
-        return _create_checkout(merchant, product, terms, reservation), True
+        # The product is looked up only now: a retry gets the first answer even if the
+        # product was deactivated since.
+        return _create_checkout(merchant, _product_in(merchant, terms), terms, reservation), True
     except BaseException:
         IdempotencyKey.objects.filter(pk=reservation.pk).delete()
         raise

@@ -531,6 +531,18 @@ def test_a_failed_first_request_does_not_burn_the_key(shop, settings):
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried
 
 
+def test_a_retry_gets_the_first_invoice_even_after_the_product_was_deactivated(shop):
+    product = make_product(shop)
+    body = {"productId": product["productId"], "quantity": 2}
+    first = shop.invoice.post(INVOICES, body, headers={"Idempotency-Key": "buy-1"}).json()
+    shop.admin.send("PATCH", f"{PRODUCTS}/{product['productId']}", {"active": False})
+    again = shop.invoice.post(INVOICES, body, headers={"Idempotency-Key": "buy-1"})
+    assert again.status_code == 201 and again.json()["invoiceId"] == first["invoiceId"]
+    fresh = shop.invoice.post(INVOICES, body, headers={"Idempotency-Key": "buy-2"})
+    assert_problem(fresh, 409, "product_inactive")
+    assert IdempotencyKey.objects.filter(key="buy-2").count() == 0  # released, not burnt
+
+
 def test_a_too_long_idempotency_key_is_a_400(shop):
     response = shop.invoice.post(
         INVOICES, {"amount": "5", "currency": "USD"}, headers={"Idempotency-Key": "k" * 257}
