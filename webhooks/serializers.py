@@ -155,13 +155,3 @@ class DeliveryDetailSerializer(DeliverySerializer):
 
 class DeliveryFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=WebhookDelivery.Status.choices, required=False)
-
-
-class EndpointPageSerializer(serializers.Serializer):
-    items = EndpointSerializer(many=True)
-    total = serializers.IntegerField()
-
-
-class DeliveryPageSerializer(serializers.Serializer):
-    items = DeliverySerializer(many=True)
-    total = serializers.IntegerField()

@@ -1,12 +1,13 @@
 """The webhooks API (admin key): endpoints, their secrets, deliveries and redelivery."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from checkout.auth import AdminKeyRequired, ApiKeyAuthentication
+from checkout.views import problems
 from config.pagination import ItemsPagination
 
 from . import services
@@ -15,17 +16,21 @@ from .serializers import (
     DefaultSecretSerializer,
     DeliveryDetailSerializer,
     DeliveryFilterSerializer,
-    DeliveryPageSerializer,
     DeliverySerializer,
-    EndpointPageSerializer,
     EndpointSerializer,
     EndpointWithSecretSerializer,
 )
 
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description="At most this many items (default 20, max 100)."),
+    OpenApiParameter("offset", int, description="Skip this many items first."),
+]
 
-class MerchantView(APIView):
+
+class MerchantView(GenericAPIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [AdminKeyRequired]
+    pagination_class = ItemsPagination
 
     def get_endpoint(self, endpoint_id) -> WebhookEndpoint:
         """The merchant's own endpoint; anyone else's is a 404."""
@@ -43,19 +48,22 @@ class MerchantView(APIView):
 
 @extend_schema(tags=["webhooks"])
 class EndpointListView(MerchantView):
-    @extend_schema(operation_id="webhooks_list", responses=EndpointPageSerializer)
+    @extend_schema(
+        operation_id="webhooks_list",
+        parameters=PAGE_PARAMETERS,
+        responses={200: EndpointSerializer(many=True), **problems(400, 401, 403)},
+    )
     def get(self, request):
         endpoints = WebhookEndpoint.objects.filter(merchant=request.merchant).order_by(
             "-created_at", "-pk"
         )
-        paginator = ItemsPagination()
-        page = paginator.paginate_queryset(endpoints, request, view=self)
-        return paginator.get_paginated_response(EndpointSerializer(page, many=True).data)
+        page = self.paginate_queryset(endpoints)
+        return self.get_paginated_response(EndpointSerializer(page, many=True).data)
 
     @extend_schema(
         operation_id="webhooks_create",
         request=EndpointSerializer,
-        responses={201: EndpointWithSecretSerializer},
+        responses={201: EndpointWithSecretSerializer, **problems(400, 401, 403)},
         description="Add an endpoint. The answer carries its signing secret, shown only here.",
     )
     def post(self, request):
@@ -67,12 +75,17 @@ class EndpointListView(MerchantView):
 
 @extend_schema(tags=["webhooks"])
 class EndpointDetailView(MerchantView):
-    @extend_schema(operation_id="webhooks_retrieve", responses=EndpointSerializer)
+    @extend_schema(
+        operation_id="webhooks_retrieve",
+        responses={200: EndpointSerializer, **problems(401, 403, 404)},
+    )
     def get(self, request, endpoint_id):
         return Response(EndpointSerializer(self.get_endpoint(endpoint_id)).data)
 
     @extend_schema(
-        operation_id="webhooks_update", request=EndpointSerializer, responses=EndpointSerializer
+        operation_id="webhooks_update",
+        request=EndpointSerializer,
+        responses={200: EndpointSerializer, **problems(400, 401, 403, 404)},
     )
     def patch(self, request, endpoint_id):
         endpoint = self.get_endpoint(endpoint_id)
@@ -81,7 +94,9 @@ class EndpointDetailView(MerchantView):
         endpoint = services.update_endpoint(endpoint, **serializer.validated_data)
         return Response(EndpointSerializer(endpoint).data)
 
-    @extend_schema(operation_id="webhooks_destroy", responses={204: None})
+    @extend_schema(
+        operation_id="webhooks_destroy", responses={204: None, **problems(401, 403, 404)}
+    )
     def delete(self, request, endpoint_id):
         self.get_endpoint(endpoint_id).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -92,7 +107,7 @@ class RotateSecretView(MerchantView):
     @extend_schema(
         operation_id="webhooks_rotate_secret",
         request=None,
-        responses=EndpointWithSecretSerializer,
+        responses={200: EndpointWithSecretSerializer, **problems(401, 403, 404)},
         description="A new secret. For 24 hours the old one keeps working: every webhook "
         "carries a signature with each secret.",
     )
@@ -107,7 +122,7 @@ class TestEventView(MerchantView):
     @extend_schema(
         operation_id="webhooks_test",
         request=None,
-        responses={202: DeliverySerializer},
+        responses={202: DeliverySerializer, **problems(401, 403, 404)},
         description="Send a `webhook.test` event to this endpoint.",
     )
     def post(self, request, endpoint_id):
@@ -119,8 +134,8 @@ class TestEventView(MerchantView):
 class DeliveryListView(MerchantView):
     @extend_schema(
         operation_id="webhooks_deliveries_list",
-        parameters=[DeliveryFilterSerializer],
-        responses=DeliveryPageSerializer,
+        parameters=[DeliveryFilterSerializer, *PAGE_PARAMETERS],
+        responses={200: DeliverySerializer(many=True), **problems(400, 401, 403, 404)},
     )
     def get(self, request, endpoint_id):
         endpoint = self.get_endpoint(endpoint_id)
@@ -129,14 +144,16 @@ class DeliveryListView(MerchantView):
         deliveries = endpoint.deliveries.select_related("event").order_by("-created_at", "-pk")
         if "status" in filters.validated_data:
             deliveries = deliveries.filter(status=filters.validated_data["status"])
-        paginator = ItemsPagination()
-        page = paginator.paginate_queryset(deliveries, request, view=self)
-        return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
+        page = self.paginate_queryset(deliveries)
+        return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
 @extend_schema(tags=["webhooks"])
 class DeliveryDetailView(MerchantView):
-    @extend_schema(operation_id="webhooks_deliveries_retrieve", responses=DeliveryDetailSerializer)
+    @extend_schema(
+        operation_id="webhooks_deliveries_retrieve",
+        responses={200: DeliveryDetailSerializer, **problems(401, 403, 404)},
+    )
     def get(self, request, endpoint_id, delivery_id):
         delivery = self.get_delivery(endpoint_id, delivery_id)
         return Response(DeliveryDetailSerializer(delivery).data)
@@ -147,7 +164,7 @@ class RedeliverView(MerchantView):
     @extend_schema(
         operation_id="webhooks_deliveries_redeliver",
         request=None,
-        responses={202: DeliverySerializer},
+        responses={202: DeliverySerializer, **problems(401, 403, 404, 409)},
         description="Send the delivery again now, with a fresh retry schedule.",
     )
     def post(self, request, endpoint_id, delivery_id):
@@ -159,7 +176,7 @@ class RedeliverView(MerchantView):
 class DefaultSecretView(MerchantView):
     @extend_schema(
         operation_id="webhooks_default_secret",
-        responses=DefaultSecretSerializer,
+        responses={200: DefaultSecretSerializer, **problems(401, 403)},
         description="The secret that signs what goes to a checkout invoice's own webhookUrl.",
     )
     def get(self, request):
@@ -171,7 +188,7 @@ class RotateDefaultSecretView(MerchantView):
     @extend_schema(
         operation_id="webhooks_default_secret_rotate",
         request=None,
-        responses=DefaultSecretSerializer,
+        responses={200: DefaultSecretSerializer, **problems(401, 403)},
         description="A new default secret; the old one keeps signing too for 24 hours.",
     )
     def post(self, request):
