@@ -116,6 +116,8 @@ class CheckoutInvoice(models.Model):
     send_email = models.BooleanField(default=False)
     receipt_sent_at = models.DateTimeField(null=True, blank=True)
     redirect_url = models.URLField(max_length=2000, blank=True)
+    # Also gets this checkout's webhook events, signed with the merchant's default secret.
+    webhook_url = models.URLField(max_length=2000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=256, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -12,6 +12,8 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from webhooks.serializers import WebhookUrlField
+
 from .models import CheckoutInvoice, Product
 
 MAX_METADATA_BYTES = 8192
@@ -200,6 +202,13 @@ class CheckoutInvoiceCreateSerializer(RejectUnknownFields, CheckoutOptionsMixin)
         required=False,
         help_text="Where the checkout page sends the buyer after payment.",
     )
+    webhookUrl = WebhookUrlField(
+        source="webhook_url",
+        allow_blank=True,
+        required=False,
+        help_text="Also send this invoice's webhook events here, signed with your default "
+        "webhook secret (GET /api/webhooks/default-secret).",
+    )
     expiresInSeconds = StrictIntegerField(
         source="expires_in_seconds",
         min_value=60,
@@ -273,6 +282,7 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
     sendEmail = serializers.BooleanField(source="send_email")
     receiptSentAt = serializers.DateTimeField(source="receipt_sent_at", allow_null=True)
     redirectUrl = serializers.SerializerMethodField()
+    webhookUrl = serializers.URLField(source="webhook_url", allow_null=True)
     metadata = serializers.DictField()
     rate = serializers.SerializerMethodField(
         help_text="The exchange rate used, in `currency` per BTC (null for SAT)."
@@ -301,6 +311,7 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
             "sendEmail",
             "receiptSentAt",
             "redirectUrl",
+            "webhookUrl",
             "metadata",
             "rate",
             "rateSource",
@@ -331,6 +342,7 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
             "sendEmail": obj.send_email,
             "receiptSentAt": _iso(obj.receipt_sent_at),
             "redirectUrl": obj.redirect_url or None,
+            "webhookUrl": obj.webhook_url or None,
             "metadata": obj.metadata,
             "rate": self.get_rate(obj),
             "rateSource": obj.rate_source or None,

@@ -15,6 +15,7 @@ from django.utils import timezone
 from config.problems import Problem
 from lightning import services as lightning_services
 from lightning.backends.base import NodeError
+from webhooks.checkout_events import emit_checkout_event
 
 from . import rates
 from .models import ApiKey, CheckoutInvoice, IdempotencyKey, Merchant, Product
@@ -231,11 +232,13 @@ def _create_checkout(
             email=terms.get("email", ""),
             send_email=terms.get("send_email", False),
             redirect_url=terms.get("redirect_url", ""),
+            webhook_url=terms.get("webhook_url", ""),
             metadata=terms.get("metadata") or {},
             idempotency_key=reservation.key if reservation else None,
         )
         if reservation is not None:
             IdempotencyKey.objects.filter(pk=reservation.pk).update(checkout_invoice=checkout)
+        emit_checkout_event(checkout, "invoice.created")
     return checkout
 
 

@@ -7,6 +7,7 @@ The payment events follow the Lightning invoice: a receiver of `invoice_state_ch
 from django.dispatch import receiver
 
 from checkout.models import CheckoutInvoice
+from checkout.serializers import format_amount
 from lightning.signals import invoice_state_changed
 
 from .services import emit, isoformat
@@ -23,7 +24,7 @@ def checkout_event_data(checkout: CheckoutInvoice) -> dict:
         "invoiceId": checkout.public_id,
         "userRef": checkout.user_ref,
         "status": checkout.status,
-        "amount": str(checkout.amount),
+        "amount": format_amount(checkout.amount, checkout.currency),
         "currency": checkout.currency,
         "amountSats": checkout.sats_amount,
         "paidAt": isoformat(checkout.invoice.paid_at),
@@ -39,7 +40,7 @@ def emit_checkout_event(checkout: CheckoutInvoice, type: str):
         type,
         checkout_event_data(checkout),
         source=f"checkout:{checkout.pk}",
-        extra_urls=[getattr(checkout, "webhook_url", "")],  # TEMP until the field lands
+        extra_urls=[checkout.webhook_url],
     )
 
 
