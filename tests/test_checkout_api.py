@@ -377,7 +377,7 @@ BAD_CREATES = [
     ({"amount": "5", "currency": "USD", "redirectUrl": "javascript:alert(1)"}, "redirectUrl"),
     ({"amount": "5", "currency": "USD", "redirectUrl": "ftp://x.example/"}, "redirectUrl"),
     ({"amount": "5", "currency": "USD", "description": "d" * 501}, "description"),
-    ({"amount": "5", "currency": "USD", "webhookUrl": "https://x.example"}, "webhookUrl"),
+    ({"amount": "5", "currency": "USD", "userref": "typo"}, "userref"),
 ]
 
 
