@@ -281,14 +281,12 @@ def _create_checkout_once(
             IdempotencyKey.objects.filter(pk=earlier.pk, checkout_invoice__isnull=True).delete()
             continue
         if time.monotonic() > deadline:
-            problem = Problem(
+            raise Problem(
                 409,
                 "idempotency_key_in_progress",
                 "A request with this Idempotency-Key is still being processed; retry shortly.",
                 headers={"Retry-After": "1"},
             )
-            problem.wait = 1
-            raise problem
         time.sleep(0.02)
     try:
         # The product is looked up only now: a retry gets the first answer even if the

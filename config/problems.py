@@ -91,6 +91,8 @@ def exception_handler(exc, context):
         return None  # a real bug: let Django's 500 handling log it
     if isinstance(exc, Problem):
         body = problem_body(exc.status_code, exc.error, str(exc.detail), exc.errors)
+        for name, value in exc.headers.items():
+            response[name] = value
     elif isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
         first = next(iter(errors.items()))

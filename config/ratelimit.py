@@ -61,12 +61,10 @@ def enforce_rate(request, scope: str, limit: int, period: int) -> None:
     """Raise a 429 problem (with Retry-After) when the caller's address is over the limit."""
     retry_after = check_rate(client_address(request), scope, limit, period)
     if retry_after:
-        problem = Problem(
+        raise Problem(
             429,
             "rate_limited",
             f"Too many requests: at most {limit} every {period} seconds. "
             f"Try again in {retry_after} seconds.",
             headers={"Retry-After": str(retry_after)},
         )
-        problem.wait = retry_after  # DRF's exception handler turns `wait` into Retry-After
-        raise problem
