@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.management import create_permissions
 from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Q
 
 from .models import Merchant, MerchantUser
 
@@ -13,25 +14,28 @@ MERCHANT_STAFF_GROUP = "Merchant staff"
 # Checkout invoices are read-only; keys are revoked, not deleted; a product "deleted" with
 # checkouts is archived.
 MERCHANT_STAFF_PERMISSIONS = {
-    "product": ("view", "add", "change", "delete"),
-    "checkoutinvoice": ("view",),
-    "apikey": ("view", "add", "change"),
+    "checkout.product": ("view", "add", "change", "delete"),
+    "checkout.checkoutinvoice": ("view",),
+    "checkout.apikey": ("view", "add", "change"),
+    "webhooks.webhookendpoint": ("view", "add", "change", "delete"),
+    "webhooks.webhookdelivery": ("view", "change"),
+    "webhooks.webhookattempt": ("view",),
 }
 
 
 def ensure_merchant_staff_group() -> Group:
     """The "Merchant staff" group with exactly its permissions (made or repaired)."""
-    create_permissions(apps.get_app_config("checkout"), verbosity=0)  # before the first migrate
-    codenames = [
-        f"{action}_{model}"
-        for model, actions in MERCHANT_STAFF_PERMISSIONS.items()
-        for action in actions
-    ]
-    permissions = Permission.objects.filter(
-        content_type__app_label="checkout", codename__in=codenames
-    )
+    wanted = Q(pk__in=[])
+    for label, actions in MERCHANT_STAFF_PERMISSIONS.items():
+        app_label, model = label.split(".")
+        # Permissions are made after migrate; make them now for a command run before that.
+        create_permissions(apps.get_app_config(app_label), verbosity=0)
+        wanted |= Q(
+            content_type__app_label=app_label,
+            codename__in=[f"{action}_{model}" for action in actions],
+        )
     group, _ = Group.objects.get_or_create(name=MERCHANT_STAFF_GROUP)
-    group.permissions.set(permissions)
+    group.permissions.set(Permission.objects.filter(wanted))
     return group
 
 

@@ -272,3 +272,15 @@ def test_create_merchant_user_generates_a_password_when_none_is_given(client, sh
     call_command("create_merchant_user", "dora", merchant=merchant.public_id)
     password = capsys.readouterr().out.strip().splitlines()[-1]
     assert client.login(username="dora", password=password)
+
+
+def test_staff_manage_their_merchants_webhook_endpoints(staff_client, shops):
+    from webhooks.services import create_endpoint
+
+    (merchant, *_), (other, *_) = shops
+    create_endpoint(merchant, url="https://shop.example/hooks", events=["*"])
+    create_endpoint(other, url="https://rival.example/hooks", events=["*"])
+    endpoints = page(staff_client, "/admin/webhooks/webhookendpoint/")
+    assert "shop.example" in endpoints and "rival.example" not in endpoints
+    page(staff_client, "/admin/webhooks/webhookdelivery/")
+    assert "Webhook" in page(staff_client, "/admin/")
