@@ -305,6 +305,9 @@ SHOPIFY_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
         "schedule": SHOPIFY_PUSH_SWEEP_SECONDS,
     },
 }
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["ShopifyOrderStatusEnum"] = (
+    "shopify_bridge.models.ShopifyOrder.Status"
+)
 # --- end shopify_bridge settings
 
 # --- Logging -------------------------------------------------------------------------
