@@ -15,6 +15,7 @@ BIN = Path(sys.executable).parent
 # Embedded defaults for a local demo; anything already in the environment wins.
 os.environ.setdefault("ZAPGATE_DEV_MODE", "true")
 os.environ.setdefault("WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
+os.environ.setdefault("L402_PROXY_ALLOW_PRIVATE_TARGETS", "true")
 PORT = os.environ.setdefault("PORT", "8000")
 os.environ.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{PORT}")
 
