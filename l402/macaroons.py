@@ -19,8 +19,10 @@ import hmac
 import secrets
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 
 from django.conf import settings
 from pymacaroons import MACAROON_V2, Macaroon
@@ -85,7 +87,7 @@ class Token:
     """A verified token: what it was minted for."""
 
     payment_hash: str
-    caveats: dict[str, list[str]]
+    caveats: Mapping[str, tuple[str, ...]]  # read-only: verified tokens are shared
 
     def first(self, condition: str) -> str | None:
         values = self.caveats.get(condition)
@@ -264,9 +266,14 @@ def decode_macaroon(encoded: str) -> Macaroon2:
     return parse_v2(raw)
 
 
+@lru_cache(maxsize=8192)
 def verify(encoded_macaroon: str, preimage_hex: str) -> Token:
     """Check the token's signature and its proof of payment; caveats are checked by
-    `check_scope`. Raises CredentialError saying why."""
+    `check_scope`, on every use. Raises CredentialError saying why.
+
+    The outcome for a given credential never changes (the root key derives from the
+    server secret), so valid ones are remembered per process: a reused token costs a
+    dictionary lookup. Failures are not cached."""
     macaroon = decode_macaroon(encoded_macaroon)
     identifier = Identifier.decode(macaroon.identifier)
     try:
@@ -284,7 +291,7 @@ def verify(encoded_macaroon: str, preimage_hex: str) -> Token:
         raise CredentialError(
             401, "invalid_preimage", "the preimage does not match the token's payment hash"
         )
-    caveats: dict[str, list[str]] = {}
+    caveats: dict[str, tuple[str, ...]] = {}
     for caveat in macaroon.caveats:
         try:
             text = caveat.decode()
@@ -293,8 +300,9 @@ def verify(encoded_macaroon: str, preimage_hex: str) -> Token:
         condition, sep, value = text.partition("=")
         if not sep:
             raise CredentialError(401, "invalid_caveat", f"caveat {text!r} is malformed")
-        caveats.setdefault(condition.strip(), []).append(value.strip())
-    return Token(payment_hash=identifier.payment_hash.hex(), caveats=caveats)
+        condition = condition.strip()
+        caveats[condition] = (*caveats.get(condition, ()), value.strip())
+    return Token(payment_hash=identifier.payment_hash.hex(), caveats=MappingProxyType(caveats))
 
 
 def check_scope(token: Token, scope: RequestScope) -> None:

@@ -394,9 +394,10 @@ class Route:
 
 
 def get_proxy_for_request(proxy_id: str) -> Proxy:
-    proxy = Proxy.objects.select_related("merchant").filter(proxy_id=proxy_id).first()
-    if proxy is None:
-        raise Problem(404, "not_found", f"there is no proxy {proxy_id!r}")
+    try:
+        proxy = Proxy.objects.select_related("merchant").get(proxy_id=proxy_id)
+    except Proxy.DoesNotExist:
+        raise Problem(404, "not_found", f"there is no proxy {proxy_id!r}") from None
     if proxy.retired_at is not None:
         raise Problem(410, "proxy_retired", f"the proxy {proxy_id} was retired")
     if not proxy.is_active:

@@ -83,7 +83,8 @@ def gate(request, offer: Offer) -> tuple[int, dict, dict] | None:
     body, headers): a fresh 402 challenge, or a 401 saying what is wrong with the token."""
     scope = offer.scope
     if scope.method is None:  # the gateway's own resources: the request as it came
-        scope = replace(scope, method=request.method, path=request.path, body=request.body)
+        body = request.body if request.META.get("CONTENT_LENGTH") else b""
+        scope = replace(scope, method=request.method, path=request.path, body=body)
     try:
         token = services.authorize(request.META.get("HTTP_AUTHORIZATION", ""), scope)
     except CredentialError as exc:
