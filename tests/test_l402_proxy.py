@@ -441,7 +441,7 @@ def buy_key(client, proxy, body='{"q": 1}', path="/search", method="POST"):
     return response.json()
 
 
-def test_a_one_time_key_runs_exactly_the_request_it_was_bought_for(client, proxy, upstream):
+def test_a_one_time_key_runs_exactly_the_request_it_was_bought_for(client, shop, proxy, upstream):
     bought = buy_key(client, proxy)
     assert bought["apikey"].startswith("otk_")
     assert bought["value"] == 21_000
@@ -464,6 +464,13 @@ def test_a_one_time_key_runs_exactly_the_request_it_was_bought_for(client, proxy
     spent = use()
     assert spent.status_code == 401 and "already used" in spent.json()["detail"]
     assert len(upstream.seen) == 1
+
+    stats = client.get("/api/stats/l402", **shop[1]).json()
+    assert stats["oneTimeKeys"] == {"issued": 1, "paid": 1, "spent": 1, "revenueSats": 21}
+    assert stats["revenueSats"] == 21
+    (row,) = stats["byProxy"]
+    assert row["proxyId"] == proxy["proxyId"]
+    assert row["oneTimeKeysPaid"] == 1 and row["revenueSats"] == 21
 
 
 def test_only_one_time_keys_are_taken_on_the_proxy(client, shop, proxy, upstream):
