@@ -20,6 +20,10 @@ MERCHANT_STAFF_PERMISSIONS = {
     "webhooks.webhookendpoint": ("view", "add", "change", "delete"),
     "webhooks.webhookdelivery": ("view", "change"),
     "webhooks.webhookattempt": ("view",),
+    "l402.paidcontent": ("view", "add", "change", "delete"),
+    "l402.proxy": ("view", "add", "change", "delete"),
+    "l402.proxyendpoint": ("view", "add", "change", "delete"),
+    "l402.l402challenge": ("view",),
 }
 
 

@@ -284,3 +284,15 @@ def test_staff_manage_their_merchants_webhook_endpoints(staff_client, shops):
     assert "shop.example" in endpoints and "rival.example" not in endpoints
     page(staff_client, "/admin/webhooks/webhookdelivery/")
     assert "Webhook" in page(staff_client, "/admin/")
+
+
+def test_staff_manage_their_merchants_paid_content_and_proxies(staff_client, shops):
+    from l402.models import PaidContent
+
+    (merchant, *_), (other, *_) = shops
+    PaidContent.objects.create(merchant=merchant, slug="ours", title="Our report", price_sats=5)
+    PaidContent.objects.create(merchant=other, slug="theirs", title="Rival report", price_sats=5)
+    content = page(staff_client, "/admin/l402/paidcontent/")
+    assert "Our report" in content and "Rival report" not in content
+    page(staff_client, "/admin/l402/proxy/")
+    page(staff_client, "/admin/l402/l402challenge/")
