@@ -20,6 +20,9 @@ from webhooks.checkout_events import emit_checkout_event
 from . import rates
 from .models import ApiKey, CheckoutInvoice, IdempotencyKey, Merchant, Product
 
+# lightning.Invoice.purpose of the invoices checkouts sell.
+PURPOSE = "checkout"
+
 DEFAULT_EXPIRY_SECONDS = 900
 # Amounts are stored with 18 digits, 2 of them decimals.
 MAX_AMOUNT = Decimal(10**16)
@@ -212,6 +215,7 @@ def _create_checkout(
                 quote.sats * 1000,
                 _memo(description),
                 terms.get("expires_in_seconds", DEFAULT_EXPIRY_SECONDS),
+                purpose=PURPOSE,
             )
         except NodeError as exc:
             raise Problem(

@@ -5,10 +5,10 @@ from django.dispatch import receiver
 
 from lightning.signals import invoice_state_changed
 
-from .services import announce_paid
+from .services import PURPOSE, announce_paid
 
 
 @receiver(invoice_state_changed, dispatch_uid="l402.announce_paid")
 def on_invoice_state_changed(sender, invoice, to_state, **kwargs):
-    if to_state == "paid":
+    if to_state == "paid" and invoice.purpose == PURPOSE:
         announce_paid(invoice)

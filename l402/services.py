@@ -34,6 +34,8 @@ from .macaroons import CredentialError, RequestScope, Token
 from .models import L402Challenge, OneTimeKey, PaidContent, Proxy, ProxyEndpoint
 
 log = logging.getLogger(__name__)
+# lightning.Invoice.purpose of the invoices challenges and one-time keys sell.
+PURPOSE = "l402"
 
 IDEMPOTENCY_WINDOW = timedelta(seconds=60)
 ONE_TIME_KEY_PREFIX = "otk_"
@@ -65,6 +67,7 @@ def issue_challenge(offer: Offer, idempotency_key: str | None = None) -> L402Cha
             offer.price_sats * 1000,
             memo=(offer.description or offer.resource)[:640],
             expiry_seconds=settings.L402_INVOICE_EXPIRY_SECONDS,
+            purpose=PURPOSE,
         )
     except NodeError as exc:
         raise Problem(503, "node_unavailable", f"the Lightning node did not answer: {exc}") from exc
@@ -497,6 +500,7 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
             target.price_sats * 1000,
             memo=f"{target.method} {target.path} via {proxy.name}"[:640],
             expiry_seconds=settings.L402_INVOICE_EXPIRY_SECONDS,
+            purpose=PURPOSE,
         )
     except NodeError as exc:
         raise Problem(503, "node_unavailable", f"the Lightning node did not answer: {exc}") from exc

@@ -30,6 +30,9 @@ class Invoice(models.Model):
     preimage = models.CharField(max_length=64, blank=True)
     hold = models.BooleanField(default=False)
     backend = models.CharField(max_length=20)
+    # Which app sold what this pays for ("checkout", "l402", "shopify"): receivers of
+    # invoice_state_changed skip others' invoices without a query.
+    purpose = models.CharField(max_length=20, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["state", "expires_at"])]

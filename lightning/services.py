@@ -24,21 +24,27 @@ class LeaseLost(Exception):
     """Another watcher took over this node's stream; nothing of this batch was applied."""
 
 
-def create_invoice(amount_msat: int, memo: str = "", expiry_seconds: int = 900) -> Invoice:
+def create_invoice(
+    amount_msat: int, memo: str = "", expiry_seconds: int = 900, purpose: str = ""
+) -> Invoice:
     """Ask the node for an invoice, then record it. Raises backends.base.NodeError."""
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
     node_invoice = backend.create_invoice(amount_msat, memo, expiry_seconds)
-    return _record(backend.name, node_invoice, hold=False)
+    return _record(backend.name, node_invoice, hold=False, purpose=purpose)
 
 
 def create_hold_invoice(
-    payment_hash: str, amount_msat: int, memo: str = "", expiry_seconds: int = 900
+    payment_hash: str,
+    amount_msat: int,
+    memo: str = "",
+    expiry_seconds: int = 900,
+    purpose: str = "",
 ) -> Invoice:
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
     node_invoice = backend.create_hold_invoice(payment_hash, amount_msat, memo, expiry_seconds)
-    return _record(backend.name, node_invoice, hold=True)
+    return _record(backend.name, node_invoice, hold=True, purpose=purpose)
 
 
 def _check_amount_and_expiry(amount_msat: int, expiry_seconds: int) -> None:
@@ -48,7 +54,7 @@ def _check_amount_and_expiry(amount_msat: int, expiry_seconds: int) -> None:
         raise ValueError(f"expiry_seconds must be between 1 and {MAX_EXPIRY_SECONDS}")
 
 
-def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool) -> Invoice:
+def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool, purpose: str) -> Invoice:
     return Invoice.objects.create(
         payment_hash=node_invoice.payment_hash,
         bolt11=node_invoice.bolt11,
@@ -58,6 +64,7 @@ def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool) -> Invoice
         expires_at=node_invoice.expires_at,
         hold=hold,
         backend=backend_name,
+        purpose=purpose,
     )
 
 

@@ -41,6 +41,8 @@ from .models import (
 )
 
 log = logging.getLogger(__name__)
+# lightning.Invoice.purpose of the invoices Shopify carts sell.
+PURPOSE = "shopify"
 
 Status = ShopifyOrder.Status
 
@@ -204,6 +206,7 @@ def start_checkout(store: ShopifyStore, items: list[dict]) -> ShopifyOrder:
             quote.sats * 1000,
             f"{store.name[:200]} order {order_id}",
             settings.SHOPIFY_ORDER_EXPIRY_SECONDS,
+            purpose=PURPOSE,
         )
     except NodeError as exc:
         raise Problem(503, "node_unavailable", f"The Lightning node did not answer: {exc}") from exc

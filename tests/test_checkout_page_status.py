@@ -30,7 +30,9 @@ def make_checkout(
 ):
     """A checkout as the API's create service makes one: a node invoice, then the row."""
     merchant = merchant or Merchant.objects.create(name="Corner Café")
-    invoice = services.create_invoice(sats * 1000, description, expiry_seconds=expiry_seconds)
+    invoice = services.create_invoice(
+        sats * 1000, description, expiry_seconds=expiry_seconds, purpose="checkout"
+    )
     return CheckoutInvoice.objects.create(
         merchant=merchant,
         invoice=invoice,

@@ -67,7 +67,7 @@ def sweep():
 
 
 def new_checkout(merchant, sats=2100, **fields):
-    invoice = lightning.create_invoice(sats * 1000, "coffee", 900)
+    invoice = lightning.create_invoice(sats * 1000, "coffee", 900, purpose="checkout")
     return CheckoutInvoice.objects.create(
         merchant=merchant,
         invoice=invoice,

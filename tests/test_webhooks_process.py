@@ -63,7 +63,7 @@ def merchant():
 
 
 def new_checkout(merchant, sats=1500):
-    invoice = lightning.create_invoice(sats * 1000, "coffee", 900)
+    invoice = lightning.create_invoice(sats * 1000, "coffee", 900, purpose="checkout")
     return CheckoutInvoice.objects.create(
         merchant=merchant, invoice=invoice, amount=sats, currency="SAT", sats_amount=sats
     )

@@ -6,6 +6,7 @@ The payment events follow the Lightning invoice: a receiver of `invoice_state_ch
 
 from django.dispatch import receiver
 
+from checkout import services as checkout_services
 from checkout.models import CheckoutInvoice
 from checkout.serializers import format_amount
 from lightning.signals import invoice_state_changed
@@ -47,7 +48,7 @@ def emit_checkout_event(checkout: CheckoutInvoice, type: str):
 @receiver(invoice_state_changed, dispatch_uid="webhooks.checkout_invoice_state_changed")
 def announce_checkout_payment(sender, invoice, to_state, **kwargs):
     event_type = EVENT_OF_STATE.get(to_state)
-    if event_type is None:
+    if event_type is None or invoice.purpose != checkout_services.PURPOSE:
         return
     checkout = CheckoutInvoice.objects.select_related("merchant").filter(invoice=invoice).first()
     if checkout is None:
