@@ -126,7 +126,7 @@ def run(args) -> None:
     services.create_endpoint(merchant, receiver.url, ["*"])
     checkouts = []
     for _ in range(args.payments):
-        invoice = lightning.create_invoice(1000, "bench", 3600)
+        invoice = lightning.create_invoice(1000, "bench", 3600, purpose="checkout")
         checkouts.append(
             CheckoutInvoice.objects.create(
                 merchant=merchant, invoice=invoice, amount=1, currency="SAT", sats_amount=1
