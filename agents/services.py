@@ -349,6 +349,24 @@ def attest(
         raise _duplicate_event() from None
 
 
+def record_l402_payment(path: str, amount_sats: int, payment_hash: str):
+    """Count an L402 payment for a route on this gateway (e.g. `/l402/proxy/{proxyId}/...`)
+    against the live capability whose l402Endpoint covers it, if any (full URL under
+    PUBLIC_BASE_URL or the bare path)."""
+    prefixes = [path, settings.PUBLIC_BASE_URL + path]
+    covering = Q()
+    for prefix in prefixes:
+        covering |= Q(l402_endpoint=prefix) | Q(l402_endpoint__startswith=prefix + "/")
+    capability = (
+        Capability.objects.filter(covering, deleted_at__isnull=True, agent__is_active=True)
+        .order_by("-pk")
+        .first()
+    )
+    if capability is None:
+        return None
+    return record_capability_payment(capability, amount_sats, payment_hash)
+
+
 def record_capability_payment(
     capability: Capability, amount_sats: int, payment_hash: str
 ) -> CapabilityPayment:

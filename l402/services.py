@@ -18,6 +18,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
+from agents import services as agents_services
 from checkout.models import Merchant
 from checkout.rates import RateUnavailable, get_rate
 from config.problems import Problem
@@ -599,6 +600,8 @@ def announce_paid(invoice: Invoice) -> None:
             },
             source=f"l402:{challenge.pk}",
         )
+        if challenge.proxy is not None:
+            _count_for_agent(challenge.proxy, challenge.price_sats, invoice.payment_hash)
         return
     key = OneTimeKey.objects.select_related("proxy__merchant").filter(invoice=invoice).first()
     if key is not None:
@@ -616,6 +619,13 @@ def announce_paid(invoice: Invoice) -> None:
             },
             source=f"l402-key:{key.pk}",
         )
+        _count_for_agent(key.proxy, key.price_sats, invoice.payment_hash)
+
+
+def _count_for_agent(proxy: Proxy, amount_sats: int, payment_hash: str) -> None:
+    """A paid call through a proxy that an agent sells as a capability counts in that
+    agent's stats (requests and revenue)."""
+    agents_services.record_l402_payment(f"/l402/proxy/{proxy.proxy_id}", amount_sats, payment_hash)
 
 
 # --- stats --------------------------------------------------------------------------------

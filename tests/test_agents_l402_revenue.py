@@ -1,0 +1,56 @@
+"""An agent that sells a paid proxy of this gateway as a capability sees each paid call
+in its stats: requests and revenue come from the L402 payments themselves."""
+
+import pytest
+from django.test import Client
+
+from checkout.services import create_merchant
+from lightning import services as lightning
+from lightning.backends import get_backend
+
+from .l402_support import start_upstream
+from .test_agents_market import publish
+from .test_agents_support import api, verified_agent  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def upstream(settings):
+    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
+    server = start_upstream()
+    yield server
+    server.stop()
+
+
+def paid_call(client, url):
+    challenge = client.get(url)
+    assert challenge.status_code == 402
+    invoice = challenge.json()["invoice"]
+    payment = get_backend().pay_invoice(invoice)
+    lightning.apply_settlements([get_backend().lookup_invoice(payment.payment_hash)])
+
+
+def test_paid_proxy_calls_count_in_the_selling_agents_stats(api, upstream, settings):  # noqa: F811
+    _, key = create_merchant("Weather shop")
+    web = Client()
+    created = web.post(
+        "/api/proxy",
+        {"name": "Weather", "targetBaseUrl": upstream.url, "defaultPriceSats": 21},
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+    )
+    assert created.status_code == 201, created.content
+    proxy_id = created.json()["proxyId"]
+    seller = verified_agent(api)
+    publish(api, seller, l402Endpoint=f"{settings.PUBLIC_BASE_URL}/l402/proxy/{proxy_id}")
+    bystander = verified_agent(api, name="Bystander")
+    publish(api, bystander, service_id="other", l402Endpoint="/l402/proxy/someone-else")
+
+    for _ in range(2):
+        paid_call(web, f"/l402/proxy/{proxy_id}/forecast")
+
+    stats = api.get(f"/api/agents/{seller.pubkey}/stats").json()
+    assert stats["totalRequests"] == 2 and stats["totalRevenueSats"] == 42
+    other = api.get(f"/api/agents/{bystander.pubkey}/stats").json()
+    assert other["totalRequests"] == 0 and other["totalRevenueSats"] == 0
