@@ -21,11 +21,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.problems import PROBLEM_CONTENT_TYPE as PROBLEM
-from config.problems import Problem
+from config.problems import Problem, ProblemSerializer
 
 from .models import CheckoutInvoice, Product
 from .selectors import checkout_for_page, checkout_for_status
-from .serializers import ProblemSerializer, format_amount
+from .serializers import format_amount
 
 # Seconds the paid page waits before it follows the merchant's redirectUrl.
 REDIRECT_DELAY_SECONDS = 5

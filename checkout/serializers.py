@@ -384,18 +384,3 @@ def _iso(value):
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-class ProblemSerializer(serializers.Serializer):
-    """RFC 9457 problem details, the shape of every error."""
-
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    error = serializers.CharField(help_text="A stable slug, e.g. validation_error, not_found.")
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="For validation errors: field -> messages.",
-    )

@@ -3,13 +3,13 @@ product checkout a storefront starts from the browser. Views parse, call one ser
 render; the rules are in checkout.services."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status as http_status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from config.pagination import ItemsPagination
-from config.problems import Problem
+from config.problems import Problem, problems
 from config.ratelimit import enforce_rate
 
 from . import selectors, services
@@ -17,30 +17,9 @@ from .auth import AdminKeyRequired, ApiKeyAuthentication, InvoiceKeyRequired
 from .serializers import (
     CheckoutInvoiceCreateSerializer,
     CheckoutInvoiceSerializer,
-    ProblemSerializer,
     ProductCheckoutSerializer,
     ProductSerializer,
 )
-
-PROBLEM = "application/problem+json"
-
-
-def problems(*codes: int) -> dict:
-    """OpenAPI responses for the problem+json errors an operation can answer."""
-    descriptions = {
-        400: "Invalid input: `errors` maps each field to what is wrong with it.",
-        401: "No API key, or an unknown or revoked one.",
-        403: "This needs an admin key.",
-        404: "No such object (or it belongs to another merchant).",
-        409: "The request conflicts with the object's state.",
-        422: "The Idempotency-Key was already used with a different request body.",
-        429: "Too many requests from this address; see Retry-After.",
-        503: "The exchange-rate provider or the Lightning node is unavailable.",
-    }
-    return {
-        (code, PROBLEM): OpenApiResponse(ProblemSerializer, description=descriptions[code])
-        for code in codes
-    }
 
 
 class MerchantView(GenericAPIView):

@@ -7,7 +7,8 @@ a stable `error` slug and, for validation errors, `errors` (field -> messages).
 from http import HTTPStatus
 
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -105,3 +106,38 @@ def exception_handler(exc, context):
     response.data = body
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details, the shape of every error."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    error = serializers.CharField(help_text="A stable slug, e.g. validation_error, not_found.")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="For validation errors: field -> messages.",
+    )
+
+
+def problems(*codes: int) -> dict:
+    """OpenAPI responses for the problem+json errors an operation can answer."""
+    descriptions = {
+        400: "Invalid input: `errors` maps each field to what is wrong with it.",
+        401: "No API key, or an unknown or revoked one.",
+        403: "This needs an admin key.",
+        404: "No such object (or it belongs to another merchant).",
+        409: "The request conflicts with the object's state.",
+        422: "The Idempotency-Key was already used with a different request body.",
+        429: "Too many requests from this address; see Retry-After.",
+        503: "The exchange-rate provider or the Lightning node is unavailable.",
+    }
+    return {
+        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+            ProblemSerializer, description=descriptions[code]
+        )
+        for code in codes
+    }

@@ -7,8 +7,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from checkout.auth import AdminKeyRequired, ApiKeyAuthentication
-from checkout.views import problems
 from config.pagination import ItemsPagination
+from config.problems import problems
 
 from . import services
 from .models import WebhookDelivery, WebhookEndpoint
