@@ -1,7 +1,11 @@
 """Shared set-up for the benchmarks: a throwaway data folder and database per run."""
 
+import http.client
 import os
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +43,34 @@ def configure(name: str, database: str) -> str:
 def percentile(values, fraction):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(app: str, workers: int, threads: int, name: str, *extra: str):
+    """Serve `app` with gunicorn (gthread) on a free loopback port, logging to the data
+    folder; returns once it answers HTTP, as (process, port)."""
+    port = free_port()
+    log_path = Path(os.environ["ZAPGATE_DATA_DIR"]) / f"gunicorn-{name}.log"
+    env = dict(os.environ, ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING")
+    command = [str(ROOT / ".venv/bin/gunicorn"), app, "--bind", f"127.0.0.1:{port}"]
+    command += ["--workers", str(workers), "--threads", str(threads)]
+    command += ["--worker-class", "gthread", "--keep-alive", "30", "--log-level", "warning"]
+    proc = subprocess.Popen(
+        [*command, *extra], cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"gunicorn ({name}) did not start; see {log_path}")

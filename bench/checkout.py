@@ -16,8 +16,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -146,55 +144,6 @@ class ServerCpu:
         return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(workers: int, threads: int) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
-    log_path = Path(os.environ["ZAPGATE_DATA_DIR"]) / "gunicorn.log"
-    env = dict(os.environ, ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING")
-    proc = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--worker-class",
-            "gthread",
-            "--keep-alive",
-            "30",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log_path, "ab"),
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/health")
-            if conn.getresponse().status == 200:
-                return proc, base_url, log_path
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"gunicorn did not start; see {log_path}")
-
-
 def local_setup(database: str) -> tuple[str, str]:
     from _setup import configure
 
@@ -226,7 +175,10 @@ def main():
         base_url, key, label = args.target.rstrip("/"), args.key, args.target
     else:
         label, key = local_setup(args.database)
-        proc, base_url, log_path = start_gunicorn(args.workers, args.threads)
+        from _setup import start_gunicorn
+
+        proc, port = start_gunicorn("config.wsgi", args.workers, args.threads, "checkout")
+        base_url = f"http://127.0.0.1:{port}"
         label = f"{label}, gunicorn gthread {args.workers}x{args.threads}, dev node"
 
     server_cpu = ServerCpu(proc.pid if proc else None) if not args.target else None

@@ -23,8 +23,6 @@ import http.client
 import importlib.util
 import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -149,54 +147,6 @@ def compare(rows, concurrency, seconds, rounds):
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(app: str, workers: int, threads: int, data_dir: Path, name: str, *extra):
-    port = free_port()
-    log_path = data_dir / f"gunicorn-{name}.log"
-    env = dict(os.environ, ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING")
-    proc = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/gunicorn"),
-            app,
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--worker-class",
-            "gthread",
-            "--keep-alive",
-            "30",
-            "--log-level",
-            "warning",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log_path, "ab"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/l402/status")
-            conn.getresponse().read()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"gunicorn ({name}) did not start; see {log_path}")
-
-
 def in_process_costs(macaroon: str, preimage: str, rounds: int = 2000) -> dict[str, float]:
     """Seconds per call, best of five runs (steady even on a busy machine): the token check
     (first time and reused), and whole requests through Django's WSGI handler."""
@@ -262,11 +212,10 @@ def main():
     merchant, _ = create_merchant("Bench API seller")
     procs = []
     try:
-        upstream, upstream_port = start_gunicorn(
+        upstream, upstream_port = bench_setup.start_gunicorn(
             "bench_upstream:application",
             args.workers,
             args.threads,
-            data_dir,
             "upstream",
             "--chdir",
             str(data_dir),
@@ -278,11 +227,10 @@ def main():
             target_base_url=f"http://127.0.0.1:{upstream_port}",
             default_price_sats=5,
         )
-        gateway, port = start_gunicorn(
+        gateway, port = bench_setup.start_gunicorn(
             "config.wsgi",
             args.workers,
             args.threads,
-            data_dir,
             "gateway",
             "--config",
             str(data_dir / "gateway_conf.py"),
