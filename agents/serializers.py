@@ -3,10 +3,10 @@
 from django.core.validators import URLValidator
 from rest_framework import serializers
 
+from config.money import MAX_SATS
+
 from . import nostr
 from .models import Agent, Agreement, Attestation, Capability, ServiceRequest
-
-MAX_SATS = 21_000_000 * 100_000_000
 
 
 class PubkeyField(serializers.CharField):
