@@ -5,4 +5,4 @@ class CheckoutConfig(AppConfig):
     name = "checkout"
 
     def ready(self):
-        from . import receivers, schema  # noqa: F401  (connect receivers, register schema)
+        from . import receivers, schema  # noqa: F401  (register reactions and schema)

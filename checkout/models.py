@@ -155,8 +155,8 @@ class CheckoutInvoice(models.Model):
 
 class IdempotencyKey(models.Model):
     """A merchant's `Idempotency-Key`, reserved (and committed) before the node is asked for
-    an invoice, so concurrent retries with one key wait for the first instead of each
-    minting an invoice. `checkout_invoice` is set when the first request has finished."""
+    an invoice, so of concurrent requests with one key only the first mints an invoice (the
+    others get a 409 at once). `checkout_invoice` is set when the first request finished."""
 
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=256)

@@ -3,7 +3,6 @@
 import hashlib
 import json
 import secrets
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -15,9 +14,9 @@ from django.utils import timezone
 from config.problems import Problem
 from lightning import services as lightning_services
 from lightning.backends.base import NodeError
-from webhooks.checkout_events import emit_checkout_event
 
 from . import rates
+from .events import emit_checkout_event
 from .models import ApiKey, CheckoutInvoice, IdempotencyKey, Merchant, Product
 
 # lightning.Invoice.purpose of the invoices checkouts sell.
@@ -120,9 +119,7 @@ def remove_product(product: Product) -> str:
 
 # A BOLT11 description holds at most 639 bytes.
 MAX_MEMO_BYTES = 639
-# How long a retry waits for the first request with its Idempotency-Key to finish, and
-# after how long an unfinished reservation (its request crashed) may be taken over.
-IDEMPOTENCY_WAIT_SECONDS = 15.0
+# After how long an unfinished reservation (its request crashed) may be taken over.
 IDEMPOTENCY_STALE_AFTER = timedelta(seconds=60)
 
 
@@ -206,21 +203,8 @@ def _create_checkout(
             f"gateway makes ({settings.CHECKOUT_MAX_INVOICE_SATS} sats).",
         )
     description = terms.get("description") or (product.name if product else "")
-    # One transaction for the node's record (the dev node keeps its ledger in this
-    # database), our Invoice and the checkout: one commit instead of three, and no Invoice
-    # left without its checkout if the last insert fails.
-    with transaction.atomic():
-        try:
-            invoice = lightning_services.create_invoice(
-                quote.sats * 1000,
-                _memo(description),
-                terms.get("expires_in_seconds", DEFAULT_EXPIRY_SECONDS),
-                purpose=PURPOSE,
-            )
-        except NodeError as exc:
-            raise Problem(
-                503, "node_unavailable", f"The Lightning node did not answer: {exc}"
-            ) from exc
+
+    def record(invoice):
         checkout = CheckoutInvoice.objects.create(
             merchant=merchant,
             invoice=invoice,
@@ -243,23 +227,40 @@ def _create_checkout(
         if reservation is not None:
             IdempotencyKey.objects.filter(pk=reservation.pk).update(checkout_invoice=checkout)
         emit_checkout_event(checkout, "invoice.created")
-    return checkout
+        return checkout
+
+    try:
+        # The node first, then the Invoice, the checkout and its event in one short
+        # transaction: no Invoice without its checkout, and no lock held across the call.
+        return lightning_services.create_invoice(
+            quote.sats * 1000,
+            _memo(description),
+            terms.get("expires_in_seconds", DEFAULT_EXPIRY_SECONDS),
+            purpose=PURPOSE,
+            then=record,
+        )
+    except NodeError as exc:
+        raise Problem(503, "node_unavailable", f"The Lightning node did not answer: {exc}") from exc
 
 
 def _memo(description: str) -> str:
     return description.encode()[:MAX_MEMO_BYTES].decode(errors="ignore")
 
 
+def request_fingerprint(terms: dict) -> str:
+    """What an Idempotency-Key is bound to: a retry must send the same request."""
+    return hashlib.sha256(json.dumps(terms, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _create_checkout_once(
     merchant: Merchant, terms: dict, key: str
 ) -> tuple[CheckoutInvoice, bool]:
     """Reserve the key in its own committed row first, then ask the node: of concurrent
-    requests with one key, one wins the row and makes the invoice, the others wait for it."""
-    request_hash = hashlib.sha256(
-        json.dumps(terms, sort_keys=True, default=str).encode()
-    ).hexdigest()
-    deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
-    while True:
+    requests with one key, one wins the row and makes the invoice; the others are told at
+    once that it is in progress (409, as Stripe does), never kept waiting in a web thread."""
+    request_hash = request_fingerprint(terms)
+    reservation = None
+    for _ in range(3):  # a released or stale key is taken on the next turn
         try:
             with transaction.atomic():
                 reservation = IdempotencyKey.objects.create(
@@ -280,24 +281,34 @@ def _create_checkout_once(
             )
         if earlier.checkout_invoice_id is not None:
             return _checkout_with_invoice(earlier.checkout_invoice_id), False
-        if earlier.created_at < timezone.now() - IDEMPOTENCY_STALE_AFTER:
-            # Its request died before finishing: release the key so it can be retried.
-            IdempotencyKey.objects.filter(pk=earlier.pk, checkout_invoice__isnull=True).delete()
-            continue
-        if time.monotonic() > deadline:
+        if earlier.created_at >= timezone.now() - IDEMPOTENCY_STALE_AFTER:
             raise Problem(
                 409,
-                "idempotency_key_in_progress",
+                "idempotency_key_in_use",
                 "A request with this Idempotency-Key is still being processed; retry shortly.",
                 headers={"Retry-After": "1"},
             )
-        time.sleep(0.02)
+        # Its request died before finishing: take the reservation over, if nobody else
+        # did in the meantime (the row count says whether this request won it).
+        taken = IdempotencyKey.objects.filter(
+            pk=earlier.pk, created_at=earlier.created_at, checkout_invoice__isnull=True
+        ).update(created_at=timezone.now())
+        if taken:
+            reservation = earlier
+            break
+    if reservation is None:
+        raise Problem(
+            409,
+            "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
     try:
         # The product is looked up only now: a retry gets the first answer even if the
         # product was deactivated since.
         return _create_checkout(merchant, _product_in(merchant, terms), terms, reservation), True
     except BaseException:
-        IdempotencyKey.objects.filter(pk=reservation.pk).delete()
+        IdempotencyKey.objects.filter(pk=reservation.pk, checkout_invoice__isnull=True).delete()
         raise
 
 

@@ -161,6 +161,11 @@ WATCHER_ENABLED = env.bool("WATCHER_ENABLED", default=True)
 WATCHER_LEASE_SECONDS = env.float("WATCHER_LEASE_SECONDS", default=15.0)
 WATCHER_RECONCILE_SECONDS = env.float("WATCHER_RECONCILE_SECONDS", default=300.0)
 INVOICE_EXPIRY_SWEEP_SECONDS = env.float("INVOICE_EXPIRY_SWEEP_SECONDS", default=30.0)
+# /api/health answers 503 naming the watcher when no watcher has renewed its lease or
+# applied a batch for longer than this.
+WATCHER_HEALTH_MAX_AGE_SECONDS = env.float("WATCHER_HEALTH_MAX_AGE_SECONDS", default=60.0)
+# While a failure lasts, the watcher logs it again every this many seconds.
+WATCHER_LOG_REMINDER_SECONDS = env.float("WATCHER_LOG_REMINDER_SECONDS", default=60.0)
 
 # --- Celery --------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str(
@@ -224,9 +229,10 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["CheckoutStatusEnum"]
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
 # Whole request, connect to last byte read.
 WEBHOOKS_TIMEOUT_SECONDS = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10.0)
-# How long a worker owns a delivery it claimed; a crashed worker's delivery is retried
-# after this. Must exceed the timeout.
-WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=60.0)
+# How long a claimed delivery waits for its sender before anyone may claim it again: a
+# crashed worker's deliveries are retried after this. An attempt under way holds it for
+# its whole timeout.
+WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=15.0)
 # How often Celery beat sweeps up due deliveries (retries, lost messages, crashed workers).
 WEBHOOKS_SWEEP_SECONDS = env.float("WEBHOOKS_SWEEP_SECONDS", default=5.0)
 # An endpoint whose attempts have all failed for this long is disabled, its merchant told.
@@ -328,6 +334,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-invoices": {
         "task": "lightning.tasks.expire_invoices",
         "schedule": INVOICE_EXPIRY_SWEEP_SECONDS,
+    },
+    "retry-invoice-reactions": {
+        "task": "lightning.tasks.retry_pending_reactions",
+        "schedule": 10.0,
     },
     **CHECKOUT_CELERY_BEAT_SCHEDULE,
     **WEBHOOKS_CELERY_BEAT_SCHEDULE,

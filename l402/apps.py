@@ -8,6 +8,6 @@ class L402Config(AppConfig):
     def ready(self):
         from webhooks.services import register_event_type
 
-        from . import receivers  # noqa: F401  (connects the signal receivers)
+        from . import receivers  # noqa: F401  (registers the invoice reaction)
 
         register_event_type("l402.paid", "An L402 challenge's invoice was paid.")

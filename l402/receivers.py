@@ -1,14 +1,12 @@
 """`l402.paid`: announced through the webhook outbox inside the transaction that marks a
-challenge's invoice paid (so the event commits with the payment, or not at all)."""
+challenge's invoice paid (a lightning.reactions reaction, retried if it fails)."""
 
-from django.dispatch import receiver
-
-from lightning.signals import invoice_state_changed
+from lightning.reactions import reaction
 
 from .services import PURPOSE, announce_paid
 
 
-@receiver(invoice_state_changed, dispatch_uid="l402.announce_paid")
-def on_invoice_state_changed(sender, invoice, to_state, **kwargs):
-    if to_state == "paid" and invoice.purpose == PURPOSE:
+@reaction("l402.announce_paid", purpose=PURPOSE)
+def on_invoice_state_changed(invoice, from_state, to_state):
+    if to_state == "paid":
         announce_paid(invoice)

@@ -13,7 +13,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
@@ -24,7 +23,6 @@ from checkout.rates import RateUnavailable, get_rate
 from config.problems import Problem
 from config.ssrf import UnsafeTarget, check_url
 from lightning import services as lightning
-from lightning.backends import get_backend
 from lightning.backends.base import NodeError
 from lightning.models import Invoice
 from webhooks.services import emit, isoformat
@@ -62,32 +60,69 @@ class Offer:
 
 
 def issue_challenge(offer: Offer, idempotency_key: str | None = None) -> L402Challenge:
-    """An invoice for the offer and the token its preimage unlocks."""
-    try:
-        invoice = lightning.create_invoice(
-            offer.price_sats * 1000,
-            memo=(offer.description or offer.resource)[:640],
-            expiry_seconds=settings.L402_INVOICE_EXPIRY_SECONDS,
-            purpose=PURPOSE,
-        )
-    except NodeError as exc:
-        raise Problem(503, "node_unavailable", f"the Lightning node did not answer: {exc}") from exc
+    """An invoice for the offer and the token its preimage unlocks.
+
+    The node is asked first; the invoice and the challenge are then written in one short
+    transaction. With an `idempotency_key`, that transaction locks the merchant and looks
+    for a challenge made with the key in the last minute: if a concurrent request made one,
+    nothing is written and that one is returned."""
     caveats = []
     if offer.merchant is not None:
         caveats.append((macaroons.MERCHANT, offer.merchant.public_id))
     caveats += offer.caveats
     caveats.append((macaroons.AMOUNT, str(offer.price_sats)))
     caveats.append((macaroons.EXPIRES, str(int(time.time()) + settings.L402_TOKEN_TTL_SECONDS)))
-    return L402Challenge.objects.create(
-        merchant=offer.merchant,
-        invoice=invoice,
-        kind=offer.kind,
-        resource=offer.resource[:500],
-        proxy=offer.proxy,
-        price_sats=offer.price_sats,
-        description=offer.description[:640],
-        macaroon=macaroons.mint(invoice.payment_hash, caveats),
-        idempotency_key=idempotency_key,
+
+    def record(invoice):
+        if idempotency_key:
+            Merchant.objects.select_for_update().filter(pk=offer.merchant.pk).first()
+            earlier = _challenge_with_key(offer.merchant, idempotency_key)
+            if earlier is not None:
+                raise _MadeMeanwhile(earlier)
+        return L402Challenge.objects.create(
+            merchant=offer.merchant,
+            invoice=invoice,
+            kind=offer.kind,
+            resource=offer.resource[:500],
+            proxy=offer.proxy,
+            price_sats=offer.price_sats,
+            description=offer.description[:640],
+            macaroon=macaroons.mint(invoice.payment_hash, caveats),
+            idempotency_key=idempotency_key,
+        )
+
+    try:
+        return lightning.create_invoice(
+            offer.price_sats * 1000,
+            memo=(offer.description or offer.resource)[:640],
+            expiry_seconds=settings.L402_INVOICE_EXPIRY_SECONDS,
+            purpose=PURPOSE,
+            then=record,
+        )
+    except _MadeMeanwhile as made:
+        return made.challenge
+    except NodeError as exc:
+        raise Problem(503, "node_unavailable", f"the Lightning node did not answer: {exc}") from exc
+
+
+class _MadeMeanwhile(Exception):
+    """A concurrent request with the same idempotency key made its challenge first (raised
+    to roll back this request's invoice)."""
+
+    def __init__(self, challenge: L402Challenge):
+        self.challenge = challenge
+
+
+def _challenge_with_key(merchant: Merchant, idempotency_key: str) -> L402Challenge | None:
+    return (
+        L402Challenge.objects.select_related("invoice")
+        .filter(
+            merchant=merchant,
+            idempotency_key=idempotency_key,
+            created_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
+        )
+        .order_by("-created_at")
+        .first()
     )
 
 
@@ -109,34 +144,22 @@ def create_merchant_challenge(
         merchant=merchant,
         description=description,
     )
-    if not idempotency_key:
-        return issue_challenge(offer)
-    with transaction.atomic():
-        # Lock the merchant so two retries with one key cannot both create a challenge.
-        Merchant.objects.select_for_update().filter(pk=merchant.pk).first()
-        earlier = (
-            L402Challenge.objects.select_related("invoice")
-            .filter(
-                merchant=merchant,
-                idempotency_key=idempotency_key,
-                created_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
-            )
-            .order_by("-created_at")
-            .first()
+    earlier = _challenge_with_key(merchant, idempotency_key) if idempotency_key else None
+    if earlier is None:
+        # No lock is held while the node is asked; issue_challenge checks again under the
+        # merchant's lock before it writes, so two retries cannot both make a challenge.
+        earlier = issue_challenge(offer, idempotency_key=idempotency_key)
+    if (earlier.resource, earlier.price_sats, earlier.description) != (
+        resource,
+        price_sats,
+        description,
+    ):
+        raise Problem(
+            409,
+            "idempotency_key_reused",
+            "this idempotency key was used in the last minute for a different challenge",
         )
-        if earlier is not None:
-            if (earlier.resource, earlier.price_sats, earlier.description) != (
-                resource,
-                price_sats,
-                description,
-            ):
-                raise Problem(
-                    409,
-                    "idempotency_key_reused",
-                    "this idempotency key was used in the last minute for a different challenge",
-                )
-            return earlier
-        return issue_challenge(offer, idempotency_key=idempotency_key)
+    return earlier
 
 
 def payment_challenge_string(challenge: L402Challenge) -> str:
@@ -496,26 +519,30 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
     except RateUnavailable as exc:
         log.warning("one-time key sold without a USD price: %s", exc)
         price_usd = None
+    raw = ONE_TIME_KEY_PREFIX + secrets.token_hex(32)
+
+    def record(invoice):
+        return OneTimeKey.objects.create(
+            proxy=proxy,
+            key_hash=hashlib.sha256(raw.encode()).hexdigest(),
+            invoice=invoice,
+            method=target.method,
+            path=target.path + (f"?{query}" if query else ""),
+            body_sha256=hashlib.sha256(body.encode()).hexdigest(),
+            price_sats=target.price_sats,
+            price_usd=price_usd,
+        )
+
     try:
-        invoice = lightning.create_invoice(
+        key = lightning.create_invoice(
             target.price_sats * 1000,
             memo=f"{target.method} {target.path} via {proxy.name}"[:640],
             expiry_seconds=settings.L402_INVOICE_EXPIRY_SECONDS,
             purpose=PURPOSE,
+            then=record,
         )
     except NodeError as exc:
         raise Problem(503, "node_unavailable", f"the Lightning node did not answer: {exc}") from exc
-    raw = ONE_TIME_KEY_PREFIX + secrets.token_hex(32)
-    key = OneTimeKey.objects.create(
-        proxy=proxy,
-        key_hash=hashlib.sha256(raw.encode()).hexdigest(),
-        invoice=invoice,
-        method=target.method,
-        path=target.path + (f"?{query}" if query else ""),
-        body_sha256=hashlib.sha256(body.encode()).hexdigest(),
-        price_sats=target.price_sats,
-        price_usd=price_usd,
-    )
     return SoldKey(key=key, raw=raw)
 
 
@@ -546,7 +573,7 @@ def spend_one_time_key(raw: str, target: Route, query: str, body: bytes) -> OneT
             "body_mismatch",
             "the request body differs from the one this key was bought for",
         )
-    invoice = _settled(key.invoice)
+    invoice = lightning.refresh_from_node(key.invoice)
     if invoice.state != Invoice.State.PAID:
         detail = (
             "the invoice for this key is not paid yet"
@@ -559,22 +586,6 @@ def spend_one_time_key(raw: str, target: Route, query: str, body: bytes) -> OneT
     ):
         raise Problem(401, "key_spent", "this one-time key was already used; buy a new one")
     return key
-
-
-def _settled(invoice: Invoice) -> Invoice:
-    """The invoice, after asking the node if it is still open here (the watcher may not
-    have caught up with a payment made a moment ago)."""
-    if invoice.state != Invoice.State.OPEN:
-        return invoice
-    try:
-        node_invoice = get_backend().lookup_invoice(invoice.payment_hash)
-    except NodeError as exc:
-        log.warning("could not look up invoice %s: %s", invoice.payment_hash, exc)
-        return invoice
-    if node_invoice.state == "SETTLED":
-        lightning.apply_settlements([node_invoice])
-        invoice.refresh_from_db()
-    return invoice
 
 
 # --- events -------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ class Invoice(models.Model):
     preimage = models.CharField(max_length=64, blank=True)
     hold = models.BooleanField(default=False)
     backend = models.CharField(max_length=20)
-    # Which app sold what this pays for ("checkout", "l402", "shopify"): receivers of
-    # invoice_state_changed skip others' invoices without a query.
+    # Which app sold what this pays for ("checkout", "l402", "shopify"): only that app's
+    # reactions (lightning.reactions) run when its state changes.
     purpose = models.CharField(max_length=20, blank=True)
 
     class Meta:
@@ -64,6 +64,23 @@ class InvoiceTransition(models.Model):
         ordering = ["id"]
 
 
+class PendingReaction(models.Model):
+    """A reaction to an invoice's state change that failed (see lightning.reactions): the
+    change was recorded without it, and it is retried until it succeeds."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    from_state = models.CharField(max_length=10)
+    to_state = models.CharField(max_length=10)
+    attempts = models.PositiveIntegerField(default=1)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["next_attempt_at"])]
+
+
 class WatcherState(models.Model):
     """Where the watcher of one node is in that node's settlement stream, and who holds
     the lease that lets exactly one watcher subscribe."""
@@ -73,6 +90,9 @@ class WatcherState(models.Model):
     last_event_at = models.DateTimeField(null=True, blank=True)
     lease_holder = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # When the lease holder last renewed its lease or applied a batch: /api/health says
+    # the watcher is down when this is too old.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
 

@@ -1,21 +1,29 @@
 """The rules of payments. Every state change of an Invoice is a conditional UPDATE inside a
 transaction, recorded in InvoiceTransition, so a duplicate event, a second watcher or a
-replay never pays (or expires) anything twice."""
+replay never pays (or expires) anything twice. The other apps react to a change through
+lightning.reactions, which cannot fail it."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.money import MAX_MSAT
+
+from . import reactions
 from .backends import get_backend
-from .backends.base import InvoiceNotFound, NodeInvoice
-from .models import Invoice, InvoiceTransition, WatcherState
-from .signals import invoice_paid, invoice_state_changed
+from .backends.base import InvoiceNotFound, NodeError, NodeInvoice
+from .models import Invoice, InvoiceTransition, PendingReaction, WatcherState
+from .signals import invoice_paid
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_EXPIRY_SECONDS = 30 * 24 * 3600
 
@@ -25,13 +33,24 @@ class LeaseLost(Exception):
 
 
 def create_invoice(
-    amount_msat: int, memo: str = "", expiry_seconds: int = 900, purpose: str = ""
-) -> Invoice:
-    """Ask the node for an invoice, then record it. Raises backends.base.NodeError."""
+    amount_msat: int,
+    memo: str = "",
+    expiry_seconds: int = 900,
+    purpose: str = "",
+    *,
+    then: Callable[[Invoice], T] | None = None,
+) -> Invoice | T:
+    """Ask the node for an invoice, then record it. Raises backends.base.NodeError.
+
+    The node is asked first, outside any transaction (a node call may take seconds, and on
+    SQLite a transaction holds the one write lock). Then the Invoice and whatever `then`
+    writes for it (a checkout, a challenge, an order) are written in one short transaction,
+    so a failure leaves no Invoice without what it was made for. Returns `then(invoice)`
+    when given, else the invoice. Call it outside a transaction."""
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
     node_invoice = backend.create_invoice(amount_msat, memo, expiry_seconds)
-    return _record(backend.name, node_invoice, hold=False, purpose=purpose)
+    return _record(backend.name, node_invoice, hold=False, purpose=purpose, then=then)
 
 
 def create_hold_invoice(
@@ -40,32 +59,38 @@ def create_hold_invoice(
     memo: str = "",
     expiry_seconds: int = 900,
     purpose: str = "",
-) -> Invoice:
+    *,
+    then: Callable[[Invoice], T] | None = None,
+) -> Invoice | T:
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
     node_invoice = backend.create_hold_invoice(payment_hash, amount_msat, memo, expiry_seconds)
-    return _record(backend.name, node_invoice, hold=True, purpose=purpose)
+    return _record(backend.name, node_invoice, hold=True, purpose=purpose, then=then)
 
 
 def _check_amount_and_expiry(amount_msat: int, expiry_seconds: int) -> None:
     if not isinstance(amount_msat, int) or amount_msat < 1000 or amount_msat % 1000:
         raise ValueError("amount_msat must be a whole number of sats, at least 1 sat")
+    if amount_msat > MAX_MSAT:
+        raise ValueError(f"amount_msat must be at most {MAX_MSAT}")
     if not 1 <= expiry_seconds <= MAX_EXPIRY_SECONDS:
         raise ValueError(f"expiry_seconds must be between 1 and {MAX_EXPIRY_SECONDS}")
 
 
-def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool, purpose: str) -> Invoice:
-    return Invoice.objects.create(
-        payment_hash=node_invoice.payment_hash,
-        bolt11=node_invoice.bolt11,
-        amount_msat=node_invoice.amount_msat,
-        memo=node_invoice.memo,
-        created_at=node_invoice.created_at,
-        expires_at=node_invoice.expires_at,
-        hold=hold,
-        backend=backend_name,
-        purpose=purpose,
-    )
+def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool, purpose: str, then):
+    with transaction.atomic():
+        invoice = Invoice.objects.create(
+            payment_hash=node_invoice.payment_hash,
+            bolt11=node_invoice.bolt11,
+            amount_msat=node_invoice.amount_msat,
+            memo=node_invoice.memo,
+            created_at=node_invoice.created_at,
+            expires_at=node_invoice.expires_at,
+            hold=hold,
+            backend=backend_name,
+            purpose=purpose,
+        )
+        return invoice if then is None else then(invoice)
 
 
 def settle_hold_invoice(invoice: Invoice, preimage: str) -> None:
@@ -94,12 +119,7 @@ def _transition(invoice_id: int, from_states, to_state, **fields) -> bool:
                     at=now,
                     settle_index=fields.get("settle_index"),
                 )
-                invoice_state_changed.send(
-                    sender=Invoice,
-                    invoice=Invoice.objects.get(pk=invoice_id),
-                    from_state=from_state,
-                    to_state=to_state,
-                )
+                reactions.react(Invoice.objects.get(pk=invoice_id), from_state, to_state)
                 return True
     return False
 
@@ -153,19 +173,14 @@ def apply_settlements(
         if node_key is not None:
             top = max((s.settle_index or 0 for s in settlements), default=0)
             advanced = WatcherState.objects.filter(node_key=node_key, lease_holder=holder).update(
-                settle_index=top, last_event_at=now
+                settle_index=top, last_event_at=now, heartbeat_at=now
             )
             if not advanced:
                 raise LeaseLost(f"lease on {node_key} is no longer held by {holder}")
         paid = list(Invoice.objects.filter(pk__in=newly_paid_ids)) if newly_paid_ids else []
         from_states = {t.invoice_id: t.from_state for t in transitions}
         for invoice in paid:
-            invoice_state_changed.send(
-                sender=Invoice,
-                invoice=invoice,
-                from_state=from_states[invoice.pk],
-                to_state=Invoice.State.PAID,
-            )
+            reactions.react(invoice, from_states[invoice.pk], Invoice.State.PAID)
         if paid:
             transaction.on_commit(lambda: _announce_paid(paid))
     return paid
@@ -187,38 +202,89 @@ def expire_invoices(now=None) -> int:
     return sum(_transition(pk, [Invoice.State.OPEN], Invoice.State.EXPIRED) for pk in ids)
 
 
-def reconcile_invoices() -> dict:
-    """Ask the node about every invoice we still consider open (and those that expired in
-    the last day, which a late settlement may still pay) and apply what it says. Catches
-    anything a stream could have missed; safe to run at any time, by anyone."""
+def refresh_from_node(invoice: Invoice) -> Invoice:
+    """The invoice, after asking the node about it if it is still open here: a buyer who
+    shows a preimage may be a moment ahead of the watcher. A node that does not answer
+    leaves the invoice as it is (logged); the watcher catches up later."""
+    if invoice.state != Invoice.State.OPEN:
+        return invoice
+    try:
+        node_invoice = get_backend().lookup_invoice(invoice.payment_hash)
+    except NodeError as exc:
+        log.warning("could not look up invoice %s: %s", invoice.payment_hash, exc)
+        return invoice
+    if node_invoice.state == "SETTLED":
+        apply_settlements([node_invoice])
+        invoice.refresh_from_db()
+    return invoice
+
+
+RECONCILE_PAGE = 200
+
+
+def reconcile_invoices(full: bool = False, between_pages: Callable[[], None] | None = None) -> dict:
+    """Ask the node about what its settlement stream does not tell, and apply the answers:
+
+    - open hold invoices (the stream carries neither ACCEPTED nor CANCELED);
+    - with `full`, every open invoice and those that expired in the last day (a late
+      settlement still pays them): needed only when no settle index is stored yet, since
+      LND replays nothing from settle index 0, or when an operator asks for it.
+
+    Pages of RECONCILE_PAGE invoices; `between_pages` runs after each (the watcher renews
+    its lease there, and may raise to stop). A node error on one invoice is logged and the
+    others go on. Safe to run at any time, by anyone."""
     backend = get_backend()
-    since = timezone.now() - timedelta(days=1)
-    candidates = Invoice.objects.filter(backend=backend.name, state=Invoice.State.OPEN) | (
-        Invoice.objects.filter(
+    candidates = Invoice.objects.filter(backend=backend.name, state=Invoice.State.OPEN)
+    if full:
+        since = timezone.now() - timedelta(days=1)
+        candidates |= Invoice.objects.filter(
             backend=backend.name, state=Invoice.State.EXPIRED, expires_at__gte=since
         )
-    )
-    counts = {"checked": 0, "paid": 0, "canceled": 0}
-    for invoice in candidates.iterator(chunk_size=500):
-        counts["checked"] += 1
-        try:
-            node_invoice = backend.lookup_invoice(invoice.payment_hash)
-        except InvoiceNotFound:
-            log.warning("invoice %s is unknown to the node", invoice.payment_hash)
-            continue
-        if node_invoice.state == "SETTLED":
-            counts["paid"] += len(apply_settlements([node_invoice]))
-        elif node_invoice.state == "CANCELED" and invoice.state == Invoice.State.OPEN:
-            counts["canceled"] += _transition(
-                invoice.pk, [Invoice.State.OPEN], Invoice.State.CANCELED
-            )
+    else:
+        candidates = candidates.filter(hold=True)
+    counts = {"checked": 0, "paid": 0, "canceled": 0, "errors": 0}
+    after = 0
+    while True:
+        page = list(
+            candidates.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", "payment_hash", "state")[:RECONCILE_PAGE]
+        )
+        if not page:
+            break
+        for pk, payment_hash, state in page:
+            counts["checked"] += 1
+            try:
+                node_invoice = backend.lookup_invoice(payment_hash)
+            except InvoiceNotFound:
+                log.warning("invoice %s is unknown to the node", payment_hash)
+                continue
+            except NodeError as exc:
+                counts["errors"] += 1
+                log.warning("reconcile: could not look up invoice %s: %s", payment_hash, exc)
+                continue
+            if node_invoice.state == "SETTLED":
+                counts["paid"] += len(apply_settlements([node_invoice]))
+            elif node_invoice.state == "CANCELED" and state == Invoice.State.OPEN:
+                counts["canceled"] += _transition(pk, [Invoice.State.OPEN], Invoice.State.CANCELED)
+        after = page[-1][0]
+        if between_pages is not None:
+            between_pages()
     expire_invoices()
     return counts
 
 
 def watcher_status(node_key: str) -> dict:
+    """What /api/health says of the watcher: where it is in the stream, and how long ago a
+    watcher last renewed its lease or applied a batch (`heartbeatAgeSeconds`; `stale` when
+    that is more than WATCHER_HEALTH_MAX_AGE_SECONDS, or no watcher ever ran)."""
     state = WatcherState.objects.filter(node_key=node_key).first()
+    heartbeat = state.heartbeat_at if state else None
+    age = (timezone.now() - heartbeat).total_seconds() if heartbeat else None
     return {
         "settleIndex": state.settle_index if state else 0,
         "lastEventAt": state.last_event_at.isoformat() if state and state.last_event_at else None,
+        "heartbeatAgeSeconds": round(age, 1) if age is not None else None,
+        "stale": age is None or age > settings.WATCHER_HEALTH_MAX_AGE_SECONDS,
+        "pendingReactions": PendingReaction.objects.count(),
     }

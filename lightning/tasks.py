@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from . import services
+from . import reactions, services
 
 
 @shared_task(ignore_result=True)
@@ -11,3 +11,9 @@ def reconcile_invoices():
 @shared_task(ignore_result=True)
 def expire_invoices():
     return services.expire_invoices()
+
+
+@shared_task(ignore_result=True)
+def retry_pending_reactions():
+    """Every few seconds (beat): reactions to invoice changes that failed, retried."""
+    return reactions.retry_pending_reactions()

@@ -14,7 +14,9 @@ from .services import watcher_status
 
 
 def health(request):
-    """Liveness of the parts a payment needs: 200 when all answer, 503 naming the failing."""
+    """Liveness of the parts a payment needs: 200 when all answer, 503 naming the failing:
+    the database, the node, or the watcher (no watcher renewed its lease or applied a
+    batch for longer than WATCHER_HEALTH_MAX_AGE_SECONDS: payments are not being recorded)."""
     body = {"status": "ok", "database": "ok"}
     failing = []
     try:
@@ -37,7 +39,9 @@ def health(request):
         failing.append("node")
         info = None
     if info and not failing:
-        body["watcher"] = watcher_status(f"{info.backend}:{info.pubkey}")
+        body["watcher"] = watcher = watcher_status(f"{info.backend}:{info.pubkey}")
+        if watcher["stale"]:
+            failing.append("watcher")
     if failing:
         body["status"] = "unavailable"
         body["failing"] = failing

@@ -48,7 +48,11 @@ def acquire_lease(node_key: str, holder: str, seconds: float) -> bool:
         .filter(
             Q(lease_holder=holder) | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)
         )
-        .update(lease_holder=holder, lease_expires_at=now + timedelta(seconds=seconds))
+        .update(
+            lease_holder=holder,
+            lease_expires_at=now + timedelta(seconds=seconds),
+            heartbeat_at=now,
+        )
     )
     return taken == 1
 
@@ -60,21 +64,45 @@ def release_lease(node_key: str, holder: str) -> None:
 
 
 class Watcher:
-    """Run with `run()` in a thread; `stop()` ends it and hands the lease back."""
+    """Run with `run()` in a thread; `stop()` ends it and hands the lease back.
+
+    Nothing stops it but `stop()`: whatever goes wrong (the node, the database, a bug), it
+    logs what happened, backs off and starts over from the settle index it stored."""
 
     def __init__(self, holder: str | None = None):
         self.holder = holder or make_holder_id()
         self.lease_seconds = settings.WATCHER_LEASE_SECONDS
         self._stop = threading.Event()
-        self._status = None  # the last state we logged, so each change is logged once
+        self._status = None  # the state we last logged
+        self._status_since = 0.0
+        self._reminded_at = 0.0
+        self._failures = 0
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _say(self, status: str, message: str, *args, level=logging.INFO) -> None:
+    def _say(self, status: str, message: str, *args, level=logging.INFO, exc_info=False) -> None:
+        """Log each change of state once; while a failure goes on, remind every
+        WATCHER_LOG_REMINDER_SECONDS that it still does."""
+        now = time.monotonic()
         if status != self._status:
-            self._status = status
-            log.log(level, message, *args)
+            self._status, self._status_since, self._reminded_at = status, now, now
+            self._failures = 1
+            log.log(level, message, *args, exc_info=exc_info)
+            return
+        self._failures += 1
+        if (
+            level >= logging.WARNING
+            and now - self._reminded_at >= settings.WATCHER_LOG_REMINDER_SECONDS
+        ):
+            self._reminded_at = now
+            log.log(
+                level,
+                message + " (still failing: %d attempts in %.0f s)",
+                *args,
+                self._failures,
+                now - self._status_since,
+            )
 
     def run(self) -> None:
         backoff = 1.0
@@ -95,8 +123,10 @@ class Watcher:
                     continue
                 self._follow(backend, node_key)
                 backoff = 1.0
+                continue
             except services.LeaseLost as exc:
                 self._say("lost", "watcher %s: %s", self.holder, exc, level=logging.WARNING)
+                continue
             except NodeError as exc:
                 self._say(
                     "down",
@@ -105,8 +135,6 @@ class Watcher:
                     exc,
                     level=logging.WARNING,
                 )
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             except DatabaseError as exc:
                 self._say(
                     "db",
@@ -115,17 +143,32 @@ class Watcher:
                     exc,
                     level=logging.WARNING,
                 )
-                connection.close()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            except Exception as exc:
+                self._say(
+                    f"error:{type(exc).__name__}",
+                    "watcher %s: unexpected error (%r); retrying with backoff",
+                    self.holder,
+                    exc,
+                    level=logging.ERROR,
+                    exc_info=True,
+                )
             finally:
                 if self._stop.is_set() and node_key:
                     try:
                         release_lease(node_key, self.holder)
                     except DatabaseError:
                         pass
+            # A failure: start over on a fresh connection (never one left inside a
+            # transaction), after a pause that grows while the failure lasts.
+            connection.close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         close_old_connections()
         connection.close()
+
+    def _renew(self, node_key: str) -> None:
+        if not acquire_lease(node_key, self.holder, self.lease_seconds):
+            raise services.LeaseLost(f"lease on {node_key} taken over")
 
     def _follow(self, backend, node_key: str) -> None:
         """Holding the lease: reconcile, then apply the stream until stopped or lost."""
@@ -134,7 +177,12 @@ class Watcher:
         # settlement is caught either by the reconciliation (before) or the stream (after).
         subscription = backend.subscribe_settlements(start_index)
         try:
-            counts = services.reconcile_invoices()
+            # With a stored settle index the stream replays every settlement since; only
+            # what it never carries (hold invoices' states) is asked for one by one.
+            renew_every = self.lease_seconds / 3
+            counts = services.reconcile_invoices(
+                full=start_index == 0, between_pages=lambda: self._renew(node_key)
+            )
             if counts["paid"] or counts["canceled"]:
                 log.info("watcher %s: reconciled at start: %s", self.holder, counts)
             self._say(
@@ -144,15 +192,13 @@ class Watcher:
                 node_key,
                 start_index,
             )
-            renew_every = self.lease_seconds / 3
             renewed_at = time.monotonic()
             while not self._stop.is_set():
                 batch = subscription.next_batch(timeout=min(0.5, renew_every))
                 if batch:
                     services.apply_settlements(batch, node_key=node_key, holder=self.holder)
                 if time.monotonic() - renewed_at >= renew_every:
-                    if not acquire_lease(node_key, self.holder, self.lease_seconds):
-                        raise services.LeaseLost(f"lease on {node_key} taken over")
+                    self._renew(node_key)
                     renewed_at = time.monotonic()
         finally:
             subscription.close()

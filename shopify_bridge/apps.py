@@ -6,6 +6,6 @@ class ShopifyBridgeConfig(AppConfig):
     verbose_name = "Shopify"
 
     def ready(self):
-        from . import events, receivers  # noqa: F401  (connects the invoice receiver)
+        from . import events, receivers  # noqa: F401  (registers the invoice reaction)
 
         events.register()

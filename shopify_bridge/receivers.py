@@ -1,17 +1,14 @@
-"""Orders follow their Lightning invoice (inside the transaction of its state change)."""
-
-from django.dispatch import receiver
+"""Orders follow their Lightning invoice (a lightning.reactions reaction: inside the
+transaction of its state change, retried if it fails)."""
 
 from lightning.models import Invoice
-from lightning.signals import invoice_state_changed
+from lightning.reactions import reaction
 
 from . import services
 
 
-@receiver(invoice_state_changed, dispatch_uid="shopify_bridge.invoice_state_changed")
-def follow_invoice(sender, invoice, from_state, to_state, **kwargs):
-    if invoice.purpose != services.PURPOSE:
-        return
+@reaction("shopify_bridge.orders", purpose=services.PURPOSE)
+def follow_invoice(invoice, from_state, to_state):
     if to_state == Invoice.State.PAID:
         services.mark_order_paid(invoice)
     elif to_state in (Invoice.State.EXPIRED, Invoice.State.CANCELED):

@@ -25,7 +25,6 @@ from checkout import rates
 from config.problems import Problem
 from l402 import macaroons
 from lightning import services as lightning_services
-from lightning.backends import get_backend
 from lightning.backends.base import NodeError
 from lightning.models import Invoice
 
@@ -201,24 +200,16 @@ def start_checkout(store: ShopifyStore, items: list[dict]) -> ShopifyOrder:
     if quote.sats > settings.CHECKOUT_MAX_INVOICE_SATS:
         raise Problem(400, "amount_too_large", f"{total} USD is more than this gateway sells.")
     order_id = _order_id()
-    try:
-        invoice = lightning_services.create_invoice(
-            quote.sats * 1000,
-            f"{store.name[:200]} order {order_id}",
-            settings.SHOPIFY_ORDER_EXPIRY_SECONDS,
-            purpose=PURPOSE,
+
+    def record(invoice):
+        macaroon = macaroons.mint(
+            invoice.payment_hash,
+            [
+                (macaroons.MERCHANT, store.merchant.public_id),
+                (macaroons.RESOURCE, f"shopify:{store.slug}:{order_id}"),
+                (macaroons.AMOUNT, str(quote.sats)),
+            ],
         )
-    except NodeError as exc:
-        raise Problem(503, "node_unavailable", f"The Lightning node did not answer: {exc}") from exc
-    macaroon = macaroons.mint(
-        invoice.payment_hash,
-        [
-            (macaroons.MERCHANT, store.merchant.public_id),
-            (macaroons.RESOURCE, f"shopify:{store.slug}:{order_id}"),
-            (macaroons.AMOUNT, str(quote.sats)),
-        ],
-    )
-    with transaction.atomic():
         order = ShopifyOrder.objects.create(
             public_id=order_id,
             store=store,
@@ -241,7 +232,19 @@ def start_checkout(store: ShopifyStore, items: list[dict]) -> ShopifyOrder:
             )
             for variant, quantity in lines
         )
-    return order
+        return order
+
+    try:
+        # The node first, then the invoice, the order and its lines in one transaction.
+        return lightning_services.create_invoice(
+            quote.sats * 1000,
+            f"{store.name[:200]} order {order_id}",
+            settings.SHOPIFY_ORDER_EXPIRY_SECONDS,
+            purpose=PURPOSE,
+            then=record,
+        )
+    except NodeError as exc:
+        raise Problem(503, "node_unavailable", f"The Lightning node did not answer: {exc}") from exc
 
 
 def challenge(order: ShopifyOrder) -> tuple[dict, dict]:
@@ -291,7 +294,7 @@ def redeem_credential(store: ShopifyStore, authorization: str) -> ShopifyOrder |
         raise Problem(exc.status, exc.error, str(exc)) from None
     if order.status in (Status.AWAITING_PAYMENT, Status.EXPIRED):
         # The preimage proves the payment; the watcher may just not have seen it yet.
-        _apply_payment_from_node(order.invoice)
+        lightning_services.refresh_from_node(order.invoice)
         order.refresh_from_db()
     if order.status in (Status.AWAITING_PAYMENT, Status.EXPIRED):
         raise Problem(
@@ -300,14 +303,7 @@ def redeem_credential(store: ShopifyStore, authorization: str) -> ShopifyOrder |
     return order
 
 
-def _apply_payment_from_node(invoice: Invoice) -> None:
-    try:
-        lightning_services.apply_settlements([get_backend().lookup_invoice(invoice.payment_hash)])
-    except NodeError as exc:
-        log.warning("could not look up invoice %s: %s", invoice.payment_hash, exc)
-
-
-# --- payment (from lightning.signals.invoice_state_changed) -------------------------------
+# --- payment (a lightning.reactions reaction, see receivers) -------------------------------
 
 
 def mark_order_paid(invoice: Invoice) -> None:

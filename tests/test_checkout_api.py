@@ -14,7 +14,8 @@ from django.test import Client
 from django.utils import timezone
 
 from checkout.models import ApiKey, CheckoutInvoice, IdempotencyKey, Product
-from checkout.services import create_merchant, issue_api_key, revoke_api_key
+from checkout.serializers import CheckoutInvoiceCreateSerializer
+from checkout.services import create_merchant, issue_api_key, request_fingerprint, revoke_api_key
 from lightning import invoice_codec
 from lightning import services as lightning_services
 from lightning.backends import get_backend
@@ -551,6 +552,29 @@ def test_a_too_long_idempotency_key_is_a_400(shop):
     assert rows() == (0, 0, 0, 0)
 
 
+def test_a_key_in_use_is_a_409_at_once_and_a_dead_reservation_is_taken_over(shop):
+    body = {"amount": "3.00", "currency": "USD"}
+    terms = CheckoutInvoiceCreateSerializer(data=body)
+    assert terms.is_valid()
+    # A first request with this key reserved it, then its process died mid-request.
+    reservation = IdempotencyKey.objects.create(
+        merchant=shop.merchant, key="k", request_hash=request_fingerprint(terms.validated_data)
+    )
+    busy = shop.invoice.post(INVOICES, body, headers={"Idempotency-Key": "k"})
+    assert_problem(busy, 409, "idempotency_key_in_use")
+    assert busy["Retry-After"] == "1"
+    assert rows()[:2] == (0, 0)
+    # A minute on, the reservation is stale: the retry takes it over and makes the invoice.
+    IdempotencyKey.objects.filter(pk=reservation.pk).update(
+        created_at=timezone.now() - timedelta(seconds=61)
+    )
+    made = shop.invoice.post(INVOICES, body, headers={"Idempotency-Key": "k"})
+    assert made.status_code == 201 and "Idempotent-Replayed" not in made
+    reservation.refresh_from_db()
+    assert reservation.checkout_invoice.public_id == made.json()["invoiceId"]
+    assert IdempotencyKey.objects.count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_ten_concurrent_creates_with_one_key_make_one_invoice():
     merchant, key = create_merchant("Busy shop")
@@ -572,9 +596,17 @@ def test_ten_concurrent_creates_with_one_key_make_one_invoice():
     for thread in threads:
         thread.join()
 
-    assert [status for status, _ in answers] == [201] * 10, answers
-    assert len({body["invoiceId"] for _, body in answers}) == 1
-    assert len({body["lightningInvoice"] for _, body in answers}) == 1
+    # One request makes the invoice; the others get it back (if it was done) or are told
+    # at once that it is in progress, never kept waiting.
+    made = [body for status, body in answers if status == 201]
+    busy = [body for status, body in answers if status == 409]
+    assert len(made) + len(busy) == 10, answers
+    assert made and all(b["error"] == "idempotency_key_in_use" for b in busy)
+    assert len({body["invoiceId"] for body in made}) == 1
+    assert len({body["lightningInvoice"] for body in made}) == 1
+    retried = Api(key).post(INVOICES, body, headers={"Idempotency-Key": "order-1"})
+    assert retried.status_code == 201 and retried["Idempotent-Replayed"] == "true"
+    assert retried.json()["invoiceId"] == made[0]["invoiceId"]
     assert CheckoutInvoice.objects.count() == 1
     assert Invoice.objects.count() == 1 and DevNodeInvoice.objects.count() == 1
     assert IdempotencyKey.objects.get().checkout_invoice == CheckoutInvoice.objects.get()

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from lightning import services
+from lightning import reactions, services
 from lightning.backends import get_backend
 from lightning.models import DevNodeInvoice, Invoice, InvoiceTransition, WatcherState
-from lightning.signals import invoice_paid, invoice_state_changed
+from lightning.signals import invoice_paid
 from lightning.watcher import Watcher, acquire_lease, release_lease
 
 from .processes import wait_for
@@ -164,7 +164,7 @@ def test_reconcile_pays_settled_and_expires_overdue_invoices():
     DevNodeInvoice.objects.filter(payment_hash=overdue.payment_hash).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
-    counts = services.reconcile_invoices()
+    counts = services.reconcile_invoices(full=True)
     assert counts["paid"] == 1
     assert dict(Invoice.objects.values_list("memo", "state")) == {
         "paid on the node": "paid",
@@ -173,20 +173,54 @@ def test_reconcile_pays_settled_and_expires_overdue_invoices():
 
 
 @pytest.mark.django_db
-def test_state_changes_are_announced_inside_the_transaction():
+def test_a_routine_reconcile_asks_the_node_only_about_hold_invoices():
+    """The stream replays every settlement after the stored settle index; what it never
+    carries is a hold invoice's ACCEPTED or CANCELED, so only those are asked about."""
+    plain = [services.create_invoice(1000, f"plain #{n}") for n in range(3)]
+    hold = services.create_hold_invoice("ab" * 32, 2000, "held")
+    get_backend().pay_invoice(plain[0].bolt11)
+    get_backend().cancel_hold_invoice(hold.payment_hash)
+    counts = services.reconcile_invoices()
+    assert counts == {"checked": 1, "paid": 0, "canceled": 1, "errors": 0}
+    assert Invoice.objects.get(pk=hold.pk).state == "canceled"
+    assert Invoice.objects.get(pk=plain[0].pk).state == "open"  # the stream's to apply
+
+
+@pytest.mark.django_db
+def test_state_changes_reach_the_reactions_of_their_purpose_inside_the_transaction(
+    monkeypatch,
+):
     seen = []
 
-    def receiver(sender, invoice, from_state, to_state, **kwargs):
+    def record(invoice, from_state, to_state):
         seen.append((invoice.memo, from_state, to_state, invoice.state))
 
-    invoice_state_changed.connect(receiver)
-    try:
-        invoice = services.create_invoice(1000, "announced", expiry_seconds=60)
-        services.expire_invoices(now=timezone.now() + timedelta(minutes=2))
-        get_backend().pay_invoice(services.create_invoice(1000, "paid").bolt11)
-        services.reconcile_invoices()
-    finally:
-        invoice_state_changed.disconnect(receiver)
-    assert ("announced", "open", "expired", "expired") in seen
-    assert ("paid", "open", "paid", "paid") in seen
+    monkeypatch.setitem(
+        reactions._reactions, "test.record", reactions.Reaction("test.record", "test", record)
+    )
+    invoice = services.create_invoice(1000, "announced", expiry_seconds=60, purpose="test")
+    services.create_invoice(1000, "someone else's", expiry_seconds=60, purpose="other")
+    services.expire_invoices(now=timezone.now() + timedelta(minutes=2))
+    get_backend().pay_invoice(services.create_invoice(1000, "paid", purpose="test").bolt11)
+    services.reconcile_invoices(full=True)
+    assert sorted(seen) == [
+        ("announced", "open", "expired", "expired"),
+        ("paid", "open", "paid", "paid"),
+    ]
     assert invoice.pk
+
+
+@pytest.mark.django_db
+def test_an_operator_can_reconcile_every_open_invoice():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    invoice = services.create_invoice(1000, "settled while nobody watched")
+    get_backend().pay_invoice(invoice.bolt11)
+    out = StringIO()
+    call_command("reconcile_invoices", stdout=out)
+    assert Invoice.objects.get(pk=invoice.pk).state == "open"
+    call_command("reconcile_invoices", "--all", stdout=out)
+    assert Invoice.objects.get(pk=invoice.pk).state == "paid"
+    assert "checked 1, paid 1" in out.getvalue()

@@ -1,17 +1,10 @@
-"""Checkout's webhook events: `invoice.created`, `payment.completed`, `payment.expired`.
+"""Checkout's webhook events: `invoice.created`, `payment.completed`, `payment.expired`,
+written to the webhooks outbox inside the transaction of the change."""
 
-The payment events follow the Lightning invoice: a receiver of `invoice_state_changed`
-(sent inside the transaction of the change) writes them to the outbox.
-"""
+from webhooks.services import emit, isoformat
 
-from django.dispatch import receiver
-
-from checkout import services as checkout_services
-from checkout.models import CheckoutInvoice
-from checkout.serializers import format_amount
-from lightning.signals import invoice_state_changed
-
-from .services import emit, isoformat
+from .models import CheckoutInvoice
+from .serializers import format_amount
 
 EVENT_OF_STATE = {
     "paid": "payment.completed",
@@ -45,13 +38,12 @@ def emit_checkout_event(checkout: CheckoutInvoice, type: str):
     )
 
 
-@receiver(invoice_state_changed, dispatch_uid="webhooks.checkout_invoice_state_changed")
-def announce_checkout_payment(sender, invoice, to_state, **kwargs):
+def announce_state_change(invoice, to_state: str) -> None:
     event_type = EVENT_OF_STATE.get(to_state)
-    if event_type is None or invoice.purpose != checkout_services.PURPOSE:
+    if event_type is None:
         return
     checkout = CheckoutInvoice.objects.select_related("merchant").filter(invoice=invoice).first()
     if checkout is None:
-        return  # an invoice of another kind (L402, Shopify): theirs to announce
+        return
     checkout.invoice = invoice
     emit_checkout_event(checkout, event_type)
