@@ -2,21 +2,23 @@
 one event per state change, secret rotation, the SSRF guard at send time, disabling."""
 
 import json
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from checkout.events import emit_checkout_event
 from checkout.models import CheckoutInvoice
 from checkout.services import create_merchant
 from lightning import services as lightning
 from lightning.backends import get_backend
 from webhooks import services
-from webhooks.checkout_events import emit_checkout_event
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 
 from .webhooks_receiver import Receiver
@@ -383,3 +385,40 @@ def test_a_stalling_receiver_times_out(merchant, settings):
         receiver.stop()
     assert attempt.status_code is None and "timed out" in attempt.error
     assert WebhookDelivery.objects.get().status == "pending"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_is_short_but_an_attempt_under_way_holds_it_for_its_timeout(merchant, settings):
+    """A worker that dies holding claims frees them within WEBHOOKS_LEASE_SECONDS (15 s by
+    default, not a minute); a slow receiver's attempt keeps its delivery to itself."""
+    settings.WEBHOOKS_TIMEOUT_SECONDS = 30
+    receiver = Receiver(answer=lambda n: "stall").start()
+    add_endpoint(merchant, receiver.url)
+    with transaction.atomic():
+        services.emit(merchant, "webhook.test", {})
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.locked_until <= timezone.now() + timedelta(seconds=15)
+
+    done = []
+
+    def send():
+        try:
+            done.append(services.attempt_delivery(delivery.pk, delivery.lease_token))
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert receiver.requests, "the attempt reached the receiver"
+        delivery.refresh_from_db()
+        assert delivery.locked_until >= timezone.now() + timedelta(seconds=29)
+        assert services.claim_due() == []
+    finally:
+        receiver.release.set()
+        sender.join(35)
+        receiver.stop()
+    assert done and done[0] is not None

@@ -5,6 +5,8 @@ The event and one delivery per destination are written there, each delivery alre
 leased to the task that is queued once the transaction commits. If that message is lost
 or its worker dies, the lease runs out and the beat sweep (`claim_due`) hands the delivery
 to another task: a delivery can be late, never lost, and never sent by two workers at once.
+A claim is short (WEBHOOKS_LEASE_SECONDS), so a dead worker's deliveries come free soon;
+the attempt itself extends it to cover its timeout.
 """
 
 from __future__ import annotations
@@ -236,12 +238,14 @@ def attempt_delivery(delivery_id: int, token: str) -> WebhookAttempt | None:
     """Send the delivery if this lease still holds it; record how it went. Returns the
     attempt, or None when the lease was lost (another worker has it, or it is done)."""
     now = timezone.now()
+    # The claim was short (a dead worker's claims come free soon); while the attempt runs
+    # the lease covers its whole timeout, so nobody else sends it meanwhile.
     renewed = WebhookDelivery.objects.filter(
         pk=delivery_id,
         lease_token=token,
         status=WebhookDelivery.Status.PENDING,
         locked_until__gt=now,
-    ).update(locked_until=now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS))
+    ).update(locked_until=now + timedelta(seconds=settings.WEBHOOKS_TIMEOUT_SECONDS + 5))
     if not renewed:
         return None
     delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
