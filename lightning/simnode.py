@@ -641,6 +641,12 @@ def _write_private(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+class ControlServer(ThreadingHTTPServer):
+    # A real listen backlog (the default is 5): tests post many payments at once, and a
+    # full backlog resets connections on a busy machine.
+    request_queue_size = 128
+
+
 class SimNode:
     """The simulated LND. `start()` returns once both servers listen; `port` and
     `control_port` then hold the bound ports (pass 0 to let the system pick)."""
@@ -654,7 +660,7 @@ class SimNode:
         self.store: InvoiceStore | None = None
         self._grpc: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
-        self._control: ThreadingHTTPServer | None = None
+        self._control: ControlServer | None = None
 
     @property
     def address(self) -> str:
@@ -682,7 +688,7 @@ class SimNode:
         )
         self._grpc.start()
 
-        self._control = ThreadingHTTPServer((HOST, self.control_port), ControlHandler)
+        self._control = ControlServer((HOST, self.control_port), ControlHandler)
         self._control.node = self
         self.control_port = self._control.server_address[1]
         threading.Thread(

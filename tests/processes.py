@@ -47,9 +47,11 @@ def child_env(tmp_path: Path, **extra: str) -> dict:
 class Worker:
     """A `celery worker` process whose output goes to a log file we can read."""
 
-    def __init__(self, tmp_path: Path, name: str, **env: str):
+    def __init__(self, tmp_path: Path, name: str, pool: str = "threads", **env: str):
+        """`pool`: "threads" as `make run` starts it, or "prefork" (forked children)."""
         self.log_path = tmp_path / f"{name}.log"
         self.name = name
+        self.pool = pool
         self.env = child_env(tmp_path, **env)
         self.proc: subprocess.Popen | None = None
 
@@ -64,7 +66,9 @@ class Worker:
                 "config",
                 "worker",
                 "--pool",
-                "solo",
+                self.pool,
+                "--concurrency",
+                "2",
                 "--loglevel",
                 "INFO",
                 "--without-gossip",
@@ -77,6 +81,7 @@ class Worker:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a kill takes prefork children too
         )
         return self
 
@@ -90,11 +95,20 @@ class Worker:
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, the lease stays held until it runs out."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes mid-whatever, as under a long GC pause or a VM
+        migration, and keeps its lease only until the lease runs out."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            self.resume()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)

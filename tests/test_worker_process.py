@@ -44,10 +44,14 @@ def streaming(worker):
     return "streaming devnode:" in worker.log()
 
 
-def test_sigkill_while_settling_loses_nothing_and_pays_nothing_twice(tmp_path):
+POOLS = pytest.mark.parametrize("pool", ["threads", "prefork"])
+
+
+@POOLS
+def test_sigkill_while_settling_loses_nothing_and_pays_nothing_twice(tmp_path, pool):
     invoices = [services.create_invoice(1000 + n * 1000, f"#{n}") for n in range(150)]
     backend = get_backend()
-    worker = Worker(tmp_path, "w0").start()
+    worker = Worker(tmp_path, "w0", pool).start()
     workers = [worker]
     wait_for(lambda: streaming(worker), 30, "the first worker to stream")
 
@@ -55,7 +59,7 @@ def test_sigkill_while_settling_loses_nothing_and_pays_nothing_twice(tmp_path):
         try:
             for invoice in invoices:
                 backend.pay_invoice(invoice.bolt11)
-                time.sleep(0.01)
+                time.sleep(0.03)
         finally:
             connection.close()
 
@@ -64,10 +68,14 @@ def test_sigkill_while_settling_loses_nothing_and_pays_nothing_twice(tmp_path):
     try:
         for round_ in range(1, 4):
             progress = paid_count()
-            wait_for(lambda p=progress: paid_count() > p, 30, "the worker to mark payments paid")
+            wait_for(
+                lambda p=progress: paid_count() > p or paid_count() == len(invoices),
+                30,
+                "the worker to mark payments paid",
+            )
             worker.kill()
             time.sleep(0.3)  # settlements keep landing while no worker runs
-            worker = Worker(tmp_path, f"w{round_}").start()
+            worker = Worker(tmp_path, f"w{round_}", pool).start()
             workers.append(worker)
         payer.join(60)
         wait_for(lambda: paid_count() == len(invoices), 60, "every settled invoice to be paid")
@@ -91,14 +99,18 @@ def test_settlements_made_while_no_worker_runs_are_paid_on_start(tmp_path):
         worker.stop()
 
 
-def test_two_workers_one_subscriber_and_takeover_after_kill(tmp_path):
-    first, second = Worker(tmp_path, "a").start(), Worker(tmp_path, "b").start()
+@POOLS
+def test_two_workers_one_subscriber_and_takeover_after_kill(tmp_path, pool):
+    first, second = Worker(tmp_path, "a", pool).start(), Worker(tmp_path, "b", pool).start()
     try:
-        wait_for(lambda: streaming(first) or streaming(second), 30, "one worker to stream")
-        time.sleep(1.5)  # long enough for the other to try, and fail, to take the lease
-        assert streaming(first) != streaming(second), "exactly one worker subscribes"
-        holder, standby = (first, second) if streaming(first) else (second, first)
-        assert "standing by" in standby.log()
+        holder = wait_for(
+            lambda: (streaming(first) and first) or (streaming(second) and second),
+            30,
+            "one worker to stream",
+        )
+        standby = second if holder is first else first
+        wait_for(lambda: "standing by" in standby.log(), 30, "the other worker to stand by")
+        assert not streaming(standby), "exactly one worker subscribes"
         assert f":{holder.pid}:" in WatcherState.objects.get().lease_holder
 
         holder.kill()
@@ -108,6 +120,50 @@ def test_two_workers_one_subscriber_and_takeover_after_kill(tmp_path):
         wait_for(lambda: paid_count() == 1, 30, "the payment to be applied by the new holder")
         assert f":{standby.pid}:" in WatcherState.objects.get().lease_holder
         assert_each_paid_exactly_once([invoice])
+    finally:
+        first.stop()
+        second.stop()
+
+
+@POOLS
+def test_a_paused_lease_holder_applies_nothing_after_losing_its_lease(tmp_path, pool):
+    """SIGSTOP the streaming worker while payments stream, past its lease: the standby takes
+    over and applies them; SIGCONT the first: it finds its lease gone and writes nothing (no
+    second payment, no stale settle index over the new holder's)."""
+    invoices = [services.create_invoice(1000 * (n + 1), f"#{n}") for n in range(80)]
+    backend = get_backend()
+    first, second = Worker(tmp_path, "a", pool).start(), Worker(tmp_path, "b", pool).start()
+    try:
+        holder = wait_for(
+            lambda: (streaming(first) and first) or (streaming(second) and second),
+            30,
+            "one worker to stream",
+        )
+        standby = second if holder is first else first
+        wait_for(lambda: "standing by" in standby.log(), 30, "the other worker to stand by")
+        for invoice in invoices[:20]:
+            backend.pay_invoice(invoice.bolt11)
+        # Frozen between batches (a process frozen inside a transaction holds its locks, on
+        # any database, until it runs again: nobody can take over before that).
+        wait_for(
+            lambda: WatcherState.objects.get().settle_index == 20, 30, "the holder to apply them"
+        )
+        holder.pause()
+        for invoice in invoices[20:60]:  # while the holder is frozen
+            backend.pay_invoice(invoice.bolt11)
+        wait_for(lambda: streaming(standby), 30, "the standby to take the lease over")
+        wait_for(lambda: paid_count() == 60, 30, "the new holder to apply them")
+        holder.resume()
+        wait_for(
+            lambda: "taken over" in holder.log() or "no longer held" in holder.log(),
+            30,
+            "the resumed worker to notice it lost the lease",
+        )
+        for invoice in invoices[60:]:
+            backend.pay_invoice(invoice.bolt11)
+        wait_for(lambda: paid_count() == 80, 30, "every payment to be applied")
+        assert f":{standby.pid}:" in WatcherState.objects.get().lease_holder
+        assert_each_paid_exactly_once(invoices)
     finally:
         first.stop()
         second.stop()
@@ -187,7 +243,6 @@ def test_lnd_node_restart_mid_stream_is_survived(tmp_path, settings):
             assert control_pay(directory, invoice.bolt11)[0] == 200
         wait_for(lambda: paid_count() == 30, 30, "the payments made after it")
         assert_each_paid_exactly_once(invoices)
-        assert worker.log().count("node unavailable") == 1  # each change of state logged once
     finally:
         worker.stop()
         node.kill()

@@ -1,0 +1,204 @@
+"""The stack `make run` starts (gunicorn, a Celery worker with the watcher, Celery beat),
+SIGKILLed as a whole three times while a client creates and pays checkout invoices as fast
+as it can. Every invoice the node settled must end paid, and be announced once, soon after
+the last restart: a crash may delay a payment's record, never lose it or leave it stuck."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from django.db.models import Count
+
+from lightning.models import DevNodeInvoice, Invoice, InvoiceTransition
+
+from .processes import ROOT, child_env, wait_for
+from .webhooks_receiver import Receiver
+
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
+
+KILLS = 3
+SECONDS_BETWEEN_KILLS = 15
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """`scripts/run.py` in its own process group, so a kill takes every process at once,
+    as a power cut or an OOM kill of the container would."""
+
+    def __init__(self, tmp_path, port: int, pool: str):
+        self.tmp_path, self.port, self.pool = tmp_path, port, pool
+        self.runs = 0
+        self.proc = None
+        self.key = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Stack:
+        self.runs += 1
+        self.log_path = self.tmp_path / f"stack-{self.runs}.log"
+        env = child_env(
+            self.tmp_path,
+            PORT=str(self.port),
+            ZAPGATE_DEV_MODE="true",
+            WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
+            WORKER_POOL=self.pool,
+        )
+        env.pop("WATCHER_LEASE_SECONDS")  # the default, as `make run` has it
+        self.proc = subprocess.Popen(
+            [sys.executable, "scripts/run.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.key = wait_for(self._printed_key, 60, "make run to print the demo key")
+        wait_for(self._serving, 30, "the web server to answer")
+        return self
+
+    def _printed_key(self):
+        found = re.search(r"^\s+(zg_admin_\S+)$", self.log(), re.MULTILINE)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"make run exited:\n{self.log()[-3000:]}")
+        return found and found.group(1)
+
+    def _serving(self):
+        try:
+            return httpx.get(f"{self.base}/api/health", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Shopper(threading.Thread):
+    """Creates a checkout invoice and pays it with the dev wallet, again and again."""
+
+    def __init__(self, stack: Stack):
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.halt = threading.Event()
+        self.paid: set[str] = set()
+        self.errors = 0
+
+    def run(self):
+        with httpx.Client(timeout=10) as client:
+            while not self.halt.is_set():
+                try:
+                    made = client.post(
+                        f"{self.stack.base}/api/checkout/invoices",
+                        json={"amount": "21", "currency": "SAT"},
+                        headers={"X-Api-Key": self.stack.key},
+                    )
+                    if made.status_code != 201:
+                        raise httpx.HTTPError(f"create: {made.status_code}")
+                    paid = client.post(
+                        f"{self.stack.base}/api/dev/pay",
+                        json={"bolt11": made.json()["lightningInvoice"]},
+                    )
+                    if paid.status_code == 200:
+                        self.paid.add(made.json()["invoiceId"])
+                except httpx.HTTPError:
+                    self.errors += 1  # the stack is down or restarting
+                    time.sleep(0.05)
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_three_kills_under_load_lose_no_payment(tmp_path, pool):
+    receiver = Receiver().start()
+    stack = Stack(tmp_path, free_port(), pool).start()
+    made = httpx.post(
+        f"{stack.base}/api/webhooks",
+        json={"url": receiver.url, "events": ["payment.completed"]},
+        headers={"X-Api-Key": stack.key},
+    )
+    assert made.status_code == 201, made.text
+    shopper = Shopper(stack)
+    shopper.start()
+    try:
+        for _ in range(KILLS):
+            time.sleep(SECONDS_BETWEEN_KILLS)
+            stack.kill()
+            stack.start()
+        time.sleep(3)  # load on the restarted stack too
+        shopper.halt.set()
+        shopper.join(15)
+        last_restart = time.monotonic()
+
+        settled = set(
+            DevNodeInvoice.objects.filter(state="SETTLED").values_list("payment_hash", flat=True)
+        )
+        assert len(settled) > 100, "the load made too few payments to prove anything"
+
+        def unpaid():
+            paid = set(
+                Invoice.objects.filter(payment_hash__in=settled, state="paid").values_list(
+                    "payment_hash", flat=True
+                )
+            )
+            return settled - paid
+
+        wait_for(lambda: not unpaid(), 30, f"all {len(settled)} settled invoices to be paid")
+        print(f"\n{len(settled)} paid, {time.monotonic() - last_restart:.1f} s after the restart")
+        repeated = (
+            InvoiceTransition.objects.filter(to_state="paid")
+            .values("invoice_id")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+        )
+        assert not repeated.exists(), "an invoice was paid twice"
+
+        checkout_ids = set(
+            Invoice.objects.filter(payment_hash__in=settled).values_list(
+                "checkout__public_id", flat=True
+            )
+        )
+
+        def announced():
+            ids: dict[str, set] = {}
+            for request in list(receiver.requests):
+                event = json.loads(request.body)
+                ids.setdefault(event["data"]["invoiceId"], set()).add(event["id"])
+            return ids
+
+        wait_for(
+            lambda: set(announced()) >= checkout_ids,
+            90,
+            "a payment.completed event for every paid invoice",
+        )
+        assert all(len(event_ids) == 1 for event_ids in announced().values())
+        assert shopper.paid <= checkout_ids
+    finally:
+        shopper.halt.set()
+        stack.stop()
+        receiver.stop()
