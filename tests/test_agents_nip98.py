@@ -210,7 +210,7 @@ def test_a_signed_request_for_another_agents_pubkey_is_refused(api):
     assert_problem(response, 403, "forbidden")
 
 
-def test_a_merchant_acts_for_the_agents_it_registered(api):
+def test_a_merchant_acts_for_the_agents_whose_keys_signed_its_challenge(api):
     merchant, admin_key = create_merchant("Shop")
     _, invoice_key = issue_api_key(merchant, ApiKey.Kind.INVOICE, "inv")
     _, other_key = create_merchant("Other shop")
@@ -218,9 +218,9 @@ def test_a_merchant_acts_for_the_agents_it_registered(api):
     register(api, signer, HTTP_X_API_KEY=admin_key)
     body = {**CAPABILITY, "pubkey": signer.pubkey}
 
-    unverified = api.post(PATH, body, format="json", HTTP_X_API_KEY=admin_key)
-    assert_problem(unverified, 403, "agent_unverified")
-    verify(api, signer)
+    unproven = api.post(PATH, body, format="json", HTTP_X_API_KEY=admin_key)
+    assert_problem(unproven, 404, "not_found")
+    verify(api, signer, HTTP_X_API_KEY=admin_key)
 
     assert api.post(PATH, body, format="json", HTTP_X_API_KEY=admin_key).status_code == 201
     not_theirs = api.post(PATH, body, format="json", HTTP_X_API_KEY=other_key)
