@@ -179,6 +179,19 @@ def test_a_signed_registration_must_be_by_that_key_and_over_the_body(api):
     assert not Agent.objects.exists()
 
 
+def test_a_deactivated_agent_is_not_re_registered(api):
+    holder = Signer()
+    register(api, holder, name="Scam bot")
+    Agent.objects.filter(pubkey=holder.pubkey).update(is_active=False)  # the operator's call
+    unsigned = api.post(
+        "/api/agents/register", {"pubkey": holder.pubkey, "name": "Back"}, format="json"
+    )
+    assert_problem(unsigned, 403, "agent_inactive")
+    signed = _signed_register(api, holder, {"pubkey": holder.pubkey, "name": "Back"})
+    assert_problem(signed, 403, "agent_inactive")
+    assert Agent.objects.get(pubkey=holder.pubkey).name == "Scam bot"
+
+
 # --- the legitimate merchant flow -----------------------------------------------------------
 
 
