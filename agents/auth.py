@@ -1,5 +1,5 @@
-"""Who acts as an agent: the agent itself (NIP-98 HTTP auth) or the merchant that registered it
-(`X-Api-Key`).
+"""Who acts as an agent: the agent itself (NIP-98 HTTP auth) or the merchant its key chose as
+owner (`X-Api-Key`).
 
 NIP-98: `Authorization: Nostr <base64 of a signed kind-27235 event>` whose `u` tag is the
 absolute request URL, `method` tag the HTTP method, `created_at` within the window, and, when
@@ -86,40 +86,76 @@ def _remember_event(event_id: str) -> None:
         ) from None
 
 
+def _signed_event(request) -> dict | None:
+    """The request's NIP-98 event once every check of it holds (not yet remembered as used),
+    or None when the request carries none."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "nostr":
+        return None
+    event = _decode_event(token.strip())
+    try:
+        nostr.verify_event(event)
+    except nostr.NostrError as error:
+        raise _unauthorized(f"nip98_{error.error}", error.detail) from None
+    if event["kind"] != HTTP_AUTH_KIND:
+        raise _unauthorized("nip98_wrong_kind", f"The event must be kind {HTTP_AUTH_KIND}.")
+    window = settings.AGENTS_NIP98_WINDOW_SECONDS
+    if abs(time.time() - event["created_at"]) > window:
+        raise _unauthorized(
+            "nip98_stale", f"The event's created_at must be within {window} seconds of now."
+        )
+    if nostr.tag_value(event, "u") not in _request_urls(request):
+        raise _unauthorized("nip98_wrong_url", "The event's `u` tag is not this request's URL.")
+    if (nostr.tag_value(event, "method") or "").upper() != request.method:
+        raise _unauthorized("nip98_wrong_method", "The event's `method` tag is not this method.")
+    payload = nostr.tag_value(event, "payload")
+    if payload is not None and payload.lower() != hashlib.sha256(request.body).hexdigest():
+        raise _unauthorized(
+            "nip98_payload_mismatch", "The event's `payload` tag is not the body's sha256."
+        )
+    return event
+
+
 class NostrAuthentication(BaseAuthentication):
     def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "nostr":
+        event = _signed_event(request)
+        if event is None:
             return None
-        event = _decode_event(token.strip())
-        try:
-            nostr.verify_event(event)
-        except nostr.NostrError as error:
-            raise _unauthorized(f"nip98_{error.error}", error.detail) from None
-        if event["kind"] != HTTP_AUTH_KIND:
-            raise _unauthorized("nip98_wrong_kind", f"The event must be kind {HTTP_AUTH_KIND}.")
-        window = settings.AGENTS_NIP98_WINDOW_SECONDS
-        if abs(time.time() - event["created_at"]) > window:
-            raise _unauthorized(
-                "nip98_stale", f"The event's created_at must be within {window} seconds of now."
-            )
-        if nostr.tag_value(event, "u") not in _request_urls(request):
-            raise _unauthorized("nip98_wrong_url", "The event's `u` tag is not this request's URL.")
-        if (nostr.tag_value(event, "method") or "").upper() != request.method:
-            raise _unauthorized(
-                "nip98_wrong_method", "The event's `method` tag is not this method."
-            )
-        payload = nostr.tag_value(event, "payload")
-        if payload is not None and payload.lower() != hashlib.sha256(request.body).hexdigest():
-            raise _unauthorized(
-                "nip98_payload_mismatch", "The event's `payload` tag is not the body's sha256."
-            )
         agent = Agent.objects.filter(pubkey=event["pubkey"]).first()
         if agent is None:
             raise _unauthorized("agent_unknown", "No agent is registered with this pubkey.")
         _remember_event(event["id"])
         return (None, NostrAuth(agent, event))
+
+    def authenticate_header(self, request):
+        return "Nostr"
+
+
+@dataclass(frozen=True)
+class NostrKeyProof:
+    """`request.auth` of a request signed (NIP-98, body included) by a key that need not be
+    registered yet: the key's own registration."""
+
+    pubkey: str
+    event: dict
+
+
+class NostrKeyAuthentication(BaseAuthentication):
+    """NIP-98 by any key, for registering it. The `payload` tag is required: the name and
+    description become the key's own word only if it signed them."""
+
+    def authenticate(self, request):
+        event = _signed_event(request)
+        if event is None:
+            return None
+        if nostr.tag_value(event, "payload") is None:
+            raise _unauthorized(
+                "nip98_payload_required",
+                "A signed registration needs a `payload` tag: the sha256 hex of the body.",
+            )
+        _remember_event(event["id"])
+        return (None, NostrKeyProof(event["pubkey"], event))
 
     def authenticate_header(self, request):
         return "Nostr"
@@ -147,8 +183,9 @@ class AgentActorRequired(BasePermission):
 def acting_agent(request, pubkey: str | None) -> Agent:
     """The agent this request acts as: the NIP-98 signer, or the merchant's agent `pubkey`.
 
-    Only verified, active agents act. A merchant acts for the agents it registered (another
-    merchant's agent is a 404); writes on its behalf need the merchant's admin key.
+    Only verified, active agents act. A merchant acts for the agents it owns, which their
+    keys chose by signing its challenge (any other agent is a 404); writes on their behalf
+    need the merchant's admin key.
     """
     auth = request.auth
     if isinstance(auth, NostrAuth):
@@ -165,7 +202,12 @@ def acting_agent(request, pubkey: str | None) -> Agent:
             )
         agent = Agent.objects.filter(pubkey=pubkey.lower(), owner=request.merchant).first()
         if agent is None:
-            raise Problem(404, "not_found", "This merchant has registered no agent with pubkey.")
+            raise Problem(
+                404,
+                "not_found",
+                "This merchant does not act for an agent with this pubkey (its key makes a "
+                "merchant its owner by signing a challenge the merchant asked for).",
+            )
         if request.method not in ("GET", "HEAD", "OPTIONS") and auth.kind != ApiKey.Kind.ADMIN:
             raise Problem(403, "forbidden", "Acting for an agent needs an admin key.")
     else:

@@ -22,7 +22,8 @@ class Agent(models.Model):
     pubkey = models.CharField(max_length=64, unique=True, help_text="x-only secp256k1 key, hex")
     name = models.CharField(max_length=200, blank=True)
     description = models.TextField(max_length=1000, blank=True)
-    # The merchant that registered the agent with its API key acts for it; null: self-registered.
+    # The merchant that acts for the agent with its API key. Set only by a proof of the key:
+    # a signature of a challenge that this merchant asked for (see `services.verify_agent`).
     owner = models.ForeignKey(
         "checkout.Merchant",
         null=True,
@@ -52,6 +53,11 @@ class Challenge(models.Model):
 
     challenge = models.CharField(max_length=64, unique=True)
     pubkey = models.CharField(max_length=64)
+    # The merchant that asked for it with its admin key: the key's signature makes that
+    # merchant the agent's owner. Null: the proof verifies the agent and binds nobody.
+    merchant = models.ForeignKey(
+        "checkout.Merchant", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     spent_at = models.DateTimeField(null=True, blank=True)

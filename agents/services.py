@@ -37,19 +37,45 @@ def _problem(error: nostr.NostrError, status: int = 400) -> Problem:
 # --- identity ------------------------------------------------------------------------------
 
 
-def register_agent(pubkey: str, name: str, description: str, owner=None) -> Agent:
-    """A new, unverified agent. `owner` is the merchant that registered it, if any."""
+def register_agent(pubkey: str, name: str, description: str, proven: bool) -> tuple[Agent, bool]:
+    """Register an agent, or rewrite the name and description of one whose key has not
+    proven itself yet. Returns the agent and whether it is new.
+
+    An unproven registration belongs to nobody: anyone may rewrite it, so registering a key
+    first cannot squat it. Once the key has proven itself, only the key changes the details
+    (`proven`: the registration is signed with it, which also verifies the agent). No one
+    acts for an agent by registering it: ownership follows a proof (`verify_agent`).
+    """
+    now = timezone.now()
+    details = {"name": name, "description": description, "updated_at": now}
+    if proven:
+        details.update(is_verified=True, verified_at=now)
     try:
         with transaction.atomic():
-            return Agent.objects.create(
-                pubkey=pubkey, name=name, description=description, owner=owner
-            )
+            return Agent.objects.create(pubkey=pubkey, **details), True
     except IntegrityError:
-        raise Problem(409, "agent_exists", "An agent with this pubkey is registered.") from None
+        pass
+    agent = Agent.objects.filter(pubkey=pubkey).first()
+    if agent is not None and not agent.is_active:
+        raise Problem(403, "agent_inactive", "This agent has been deactivated.")
+    rewritable = Agent.objects.filter(pubkey=pubkey, is_active=True)
+    if not proven:
+        rewritable = rewritable.filter(is_verified=False)
+    if not rewritable.update(**details):
+        raise Problem(
+            409,
+            "agent_exists",
+            "An agent with this pubkey is registered and has proven its key: only that key "
+            "may change it (sign the registration with NIP-98).",
+        )
+    return Agent.objects.get(pubkey=pubkey), False
 
 
-def issue_challenge(pubkey: str) -> Challenge:
-    """32 random bytes for the agent to sign, bound to its pubkey, single use, short-lived."""
+def issue_challenge(pubkey: str, merchant=None) -> Challenge:
+    """32 random bytes for the agent to sign, bound to its pubkey, single use, short-lived.
+
+    With `merchant` (who asked with its admin key), the signature makes that merchant the
+    agent's owner: the key, not a registration, decides who acts for it."""
     agent = Agent.objects.filter(pubkey=pubkey).first()
     if agent is None:
         raise Problem(404, "not_found", "No agent is registered with this pubkey.")
@@ -60,12 +86,15 @@ def issue_challenge(pubkey: str) -> Challenge:
     return Challenge.objects.create(
         challenge=secrets.token_hex(32),
         pubkey=pubkey,
+        merchant=merchant,
         expires_at=now + timedelta(seconds=settings.AGENTS_CHALLENGE_TTL_SECONDS),
     )
 
 
-def verify_agent(pubkey: str, challenge: str, signature: str) -> Agent:
-    """Check a BIP-340 signature of the challenge's 32 bytes and mark the agent verified.
+def verify_agent(pubkey: str, challenge: str, signature: str) -> tuple[Agent, bool]:
+    """Check a BIP-340 signature of the challenge's 32 bytes and mark the agent verified;
+    a challenge a merchant asked for also makes that merchant the owner. Returns the agent
+    and whether the proof bound a merchant.
 
     The challenge is spent first, by a conditional update whose row count decides, so of
     any number of attempts (even concurrent ones) exactly one gets to use it, whatever
@@ -98,12 +127,13 @@ def verify_agent(pubkey: str, challenge: str, signature: str) -> Agent:
         raise Problem(
             400, "invalid_signature", "The signature is not this key's signature of the challenge."
         )
-    updated = Agent.objects.filter(pubkey=issued.pubkey).update(
-        is_verified=True, verified_at=now, updated_at=now
-    )
+    proof = {"is_verified": True, "verified_at": now, "updated_at": now}
+    if issued.merchant_id is not None:
+        proof["owner_id"] = issued.merchant_id
+    updated = Agent.objects.filter(pubkey=issued.pubkey).update(**proof)
     if not updated:
         raise Problem(404, "not_found", "No agent is registered with this pubkey.")
-    return Agent.objects.get(pubkey=issued.pubkey)
+    return Agent.objects.get(pubkey=issued.pubkey), issued.merchant_id is not None
 
 
 def set_agent_active(agent: Agent, active: bool) -> None:

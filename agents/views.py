@@ -14,13 +14,19 @@ from config.ratelimit import enforce_rate
 
 from . import selectors, services
 from . import serializers as s
-from .auth import AgentActorRequired, NostrAuthentication, acting_agent
+from .auth import (
+    AgentActorRequired,
+    NostrAuthentication,
+    NostrKeyAuthentication,
+    NostrKeyProof,
+    acting_agent,
+)
 from .models import Agreement
 
 AGENT_AUTH = [NostrAuthentication, ApiKeyAuthentication]
 ACTING_DOC = (
     "Acting as an agent: NIP-98 (`Authorization: Nostr <base64 kind-27235 event>`) signed by "
-    "a verified agent, or `X-Api-Key` of the merchant that registered it (with `pubkey`)."
+    "a verified agent, or `X-Api-Key` of the merchant it chose as owner (with `pubkey`)."
 )
 
 
@@ -45,44 +51,59 @@ def _paginate(view, request, queryset, serializer_class, paginator_class=ItemsPa
 
 
 class RegisterView(APIView):
-    authentication_classes = [ApiKeyAuthentication]
+    authentication_classes = [NostrKeyAuthentication, ApiKeyAuthentication]
 
     @extend_schema(
         request=s.AgentRegistrationSerializer,
-        responses={201: s.AgentSerializer},
+        responses={201: s.AgentSerializer, 200: s.AgentSerializer},
         summary="Register an agent by its x-only public key",
-        description="Public. With a merchant's admin `X-Api-Key`, the merchant owns the agent "
-        "and may act for it. Rate-limited per client address.",
+        description="Public; rate-limited per client address. 201: registered. 200: the "
+        "name and description of an agent whose key has not proven itself yet were replaced "
+        "(anyone may, so registering a key first cannot squat it). Signed by the key itself "
+        "(NIP-98, `Authorization: Nostr ...` with a `payload` tag) the registration is "
+        "verified at once, and is the only way to change a verified agent (else 409 "
+        "agent_exists). An admin `X-Api-Key` is accepted but makes no owner: a merchant acts "
+        "for an agent once the agent's key signs a challenge the merchant asked for "
+        "(GET /api/agents/challenge with that key).",
     )
     def post(self, request):
         _rate_limit(request, "register", settings.AGENTS_REGISTER_RATE_LIMIT)
-        owner = None
-        if isinstance(request.auth, ApiKey):
-            if request.auth.kind != ApiKey.Kind.ADMIN:
-                raise Problem(403, "forbidden", "Registering an agent needs an admin key.")
-            owner = request.merchant
+        if isinstance(request.auth, ApiKey) and request.auth.kind != ApiKey.Kind.ADMIN:
+            raise Problem(403, "forbidden", "Registering an agent needs an admin key.")
         data = _valid(s.AgentRegistrationSerializer, request.data)
-        agent = services.register_agent(
-            data["pubkey"], data["name"], data["description"], owner=owner
+        proven = isinstance(request.auth, NostrKeyProof)
+        if proven and request.auth.pubkey != data["pubkey"]:
+            raise Problem(403, "forbidden", "The signed event is not from the key `pubkey`.")
+        agent, created = services.register_agent(
+            data["pubkey"], data["name"], data["description"], proven=proven
         )
         return Response(
             s.AgentSerializer(selectors.get_agent(agent.pubkey)).data,
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
 
 class ChallengeView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+
     @extend_schema(
         parameters=[s.AgentChallengeQuerySerializer],
         responses=s.AgentChallengeSerializer,
         summary="A challenge for the agent to sign",
         description="32 random bytes (64 hex), bound to the pubkey, single use, short-lived. "
-        "Rate-limited per client address.",
+        "Asked for with a merchant's admin `X-Api-Key`, it is also bound to that merchant: "
+        "the key's signature of it makes the merchant the agent's owner (the one that acts "
+        "for it with its API key). Rate-limited per client address.",
     )
     def get(self, request):
         _rate_limit(request, "challenge", settings.AGENTS_CHALLENGE_RATE_LIMIT)
+        merchant = None
+        if isinstance(request.auth, ApiKey):
+            if request.auth.kind != ApiKey.Kind.ADMIN:
+                raise Problem(403, "forbidden", "Claiming an agent needs an admin key.")
+            merchant = request.merchant
         data = _valid(s.AgentChallengeQuerySerializer, request.query_params)
-        challenge = services.issue_challenge(data["pubkey"])
+        challenge = services.issue_challenge(data["pubkey"], merchant=merchant)
         return Response(
             {
                 "challenge": challenge.challenge,
@@ -97,19 +118,24 @@ class VerifyView(APIView):
         request=s.AgentVerificationSerializer,
         responses=s.AgentVerifiedSerializer,
         summary="Prove key ownership with a BIP-340 signature of the challenge",
-        description="The challenge is spent by any attempt. Errors (`error`): malformed_hex, "
-        "invalid_signature, wrong_key, unknown_challenge, challenge_spent, challenge_expired. "
+        description="The challenge is spent by any attempt. A challenge a merchant asked for "
+        "makes that merchant the agent's owner; one asked for without a key leaves the owner "
+        "as it is. Errors (`error`): malformed_hex, invalid_signature, wrong_key, "
+        "unknown_challenge, challenge_spent, challenge_expired. "
         "Rate-limited per client address.",
     )
     def post(self, request):
         _rate_limit(request, "verify", settings.AGENTS_VERIFY_RATE_LIMIT)
         data = _valid(s.AgentVerificationSerializer, request.data)
-        agent = services.verify_agent(data["pubkey"], data["challenge"], data["signature"])
+        agent, claimed = services.verify_agent(data["pubkey"], data["challenge"], data["signature"])
+        message = "The agent proved it holds its key."
+        if claimed:
+            message += " The merchant that asked for this challenge now acts for it."
         verified = {
             "pubkey": agent.pubkey,
             "isVerified": agent.is_verified,
             "verifiedAt": agent.verified_at,
-            "message": "The agent proved it holds its key.",
+            "message": message,
         }
         return Response(s.AgentVerifiedSerializer(verified).data)
 

@@ -86,13 +86,18 @@ def _check_sat_whole(price, currency, field):
 
 
 class RejectUnknownFields:
-    """A typo in a field name is an error, not a silently ignored field."""
+    """A typo in a field name is an error, not a silently ignored field. `refused_fields`
+    says why a field known elsewhere is not taken here."""
+
+    refused_fields: dict[str, str] = {}
 
     def validate(self, attrs):
         if isinstance(self.initial_data, dict):
             unknown = sorted(set(self.initial_data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+                raise serializers.ValidationError(
+                    {name: [self.refused_fields.get(name, "Unknown field.")] for name in unknown}
+                )
         return super().validate(attrs)
 
 
@@ -153,13 +158,6 @@ class ProductSerializer(RejectUnknownFields, serializers.ModelSerializer):
 class CheckoutOptionsMixin(serializers.Serializer):
     """The optional fields a buyer may give, on both the merchant's and the public create."""
 
-    userRef = StrictCharField(
-        source="user_ref",
-        max_length=128,
-        allow_blank=True,
-        required=False,
-        help_text="Your reference for this checkout (at most 128 characters), echoed back.",
-    )
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     sendEmail = StrictBooleanField(
         source="send_email",
@@ -176,6 +174,13 @@ class CheckoutOptionsMixin(serializers.Serializer):
 
 
 class CheckoutInvoiceCreateSerializer(RejectUnknownFields, CheckoutOptionsMixin):
+    userRef = StrictCharField(
+        source="user_ref",
+        max_length=128,
+        allow_blank=True,
+        required=False,
+        help_text="Your reference for this checkout (at most 128 characters), echoed back.",
+    )
     productId = StrictCharField(
         source="product_id",
         max_length=40,
@@ -254,8 +259,32 @@ class CheckoutInvoiceCreateSerializer(RejectUnknownFields, CheckoutOptionsMixin)
         return attrs
 
 
+MERCHANT_ONLY = (
+    "Only the merchant sets this, with its API key (POST /api/checkout/invoices): a "
+    "checkout started without a key takes quantity, email and sendEmail."
+)
+
+
 class ProductCheckoutSerializer(RejectUnknownFields, CheckoutOptionsMixin):
-    """What a storefront may say when it starts a checkout of a product without a key."""
+    """What a buyer may say when a storefront starts a checkout of a product without a key:
+    how many, and where to send the receipt. What the merchant's systems trust (userRef,
+    metadata, the webhook and redirect URLs, the price, description and expiry) anyone could
+    set here, so only the merchant's create takes it."""
+
+    refused_fields = dict.fromkeys(
+        [
+            "userRef",
+            "metadata",
+            "webhookUrl",
+            "redirectUrl",
+            "description",
+            "expiresInSeconds",
+            "productId",
+            "amount",
+            "currency",
+        ],
+        MERCHANT_ONLY,
+    )
 
     quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY, required=False, default=1)
 

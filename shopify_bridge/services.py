@@ -89,9 +89,12 @@ def create_store(merchant, **fields) -> ShopifyStore:
 
 
 def update_store(store: ShopifyStore, **fields) -> ShopifyStore:
+    """Write only the fields given; answer the store as it now is. A full-row save would put
+    back, from this copy, whatever changed since it was read (a sync's outcome, a pause)."""
     for name, value in fields.items():
         setattr(store, name, value)
-    store.save()
+    store.save(update_fields=[*fields, "updated_at"])
+    store.refresh_from_db()
     return store
 
 

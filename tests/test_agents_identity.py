@@ -148,7 +148,8 @@ def test_register_accepts_upper_case_hex_and_stores_it_lower_case(api):
     assert response.status_code == 201
     assert response.json()["pubkey"] == pubkey.lower()
     again = api.post("/api/agents/register", {"pubkey": pubkey.lower()}, format="json")
-    assert_problem(again, 409, "agent_exists")
+    assert again.status_code == 200  # the same agent: its unproven details rewritten
+    assert Agent.objects.count() == 1
 
 
 def test_name_and_description_limits(api):
@@ -179,9 +180,10 @@ def test_name_and_description_limits(api):
     assert Agent.objects.count() == 2
 
 
-def test_duplicate_pubkey_is_a_conflict(api):
+def test_registering_a_verified_pubkey_again_is_a_conflict(api):
     signer = Signer()
     register(api, signer)
+    verify(api, signer)
     assert_problem(
         api.post("/api/agents/register", {"pubkey": signer.pubkey}, format="json"),
         409,
@@ -200,12 +202,12 @@ def test_register_survives_garbage(api, body):
     assert response["Content-Type"] == PROBLEM
 
 
-def test_registering_with_an_admin_key_makes_the_merchant_the_owner(api):
+def test_registering_with_an_admin_key_makes_no_owner(api):
     merchant, admin_key = create_merchant("Shop")
     _, invoice_key = issue_api_key(merchant, ApiKey.Kind.INVOICE, "inv")
     signer = Signer()
     register(api, signer, HTTP_X_API_KEY=admin_key)
-    assert Agent.objects.get(pubkey=signer.pubkey).owner == merchant
+    assert Agent.objects.get(pubkey=signer.pubkey).owner is None  # until the key signs
     refused = api.post(
         "/api/agents/register",
         {"pubkey": Signer().pubkey},

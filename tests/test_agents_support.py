@@ -96,14 +96,16 @@ def register(client, signer: Signer, name="Test agent", **extra):
     return response.json()
 
 
-def challenge_for(client, signer: Signer) -> str:
-    response = client.get("/api/agents/challenge", {"pubkey": signer.pubkey})
+def challenge_for(client, signer: Signer, **extra) -> str:
+    """A challenge for `signer`'s key; with a merchant's `HTTP_X_API_KEY`, bound to it."""
+    response = client.get("/api/agents/challenge", {"pubkey": signer.pubkey}, **extra)
     assert response.status_code == 200, response.content
     return response.json()["challenge"]
 
 
-def verify(client, signer: Signer):
-    challenge = challenge_for(client, signer)
+def verify(client, signer: Signer, **extra):
+    """Prove `signer`'s key; with a merchant's `HTTP_X_API_KEY`, for that merchant."""
+    challenge = challenge_for(client, signer, **extra)
     response = client.post(
         "/api/agents/verify",
         {

@@ -621,13 +621,11 @@ def test_a_storefront_starts_a_checkout_without_a_key(shop):
     bare = Api().post(url)
     assert bare.status_code == 201, bare.content
     assert bare.json()["satsAmount"] == 2500 and bare.json()["quantity"] == 1
-    detailed = Api().post(
-        url, {"quantity": 2, "email": "buyer@example.com", "sendEmail": True, "userRef": "c-1"}
-    )
+    detailed = Api().post(url, {"quantity": 2, "email": "buyer@example.com", "sendEmail": True})
     assert detailed.status_code == 201, detailed.content
     body = detailed.json()
     assert body["amount"] == "5.00" and body["satsAmount"] == 5000
-    assert body["email"] == "buyer@example.com" and body["userRef"] == "c-1"
+    assert body["email"] == "buyer@example.com" and body["userRef"] is None
     assert set(body) == set(bare.json())  # the same answer as the merchant's create
     assert CheckoutInvoice.objects.filter(merchant=shop.merchant).count() == 2
 
@@ -647,6 +645,61 @@ def test_bad_storefront_checkout_input_is_a_400(shop, body, field):
     response = Api().post(f"{PRODUCTS}/{product['productId']}/checkout", body)
     assert field in assert_problem(response, 400, "validation_error")["errors"]
     assert rows() == (0, 0, 0, 0)
+
+
+MERCHANT_FIELDS = {
+    "userRef": "order-1000",
+    "metadata": {"orderId": 1000},
+    "webhookUrl": "https://evil.example/hook",
+    "redirectUrl": "https://evil.example",
+    "description": "Paid in full",
+    "expiresInSeconds": 86400,
+    "productId": "prod_other",
+    "amount": "1000.00",
+    "currency": "SAT",
+}
+
+
+@pytest.mark.parametrize("field", sorted(MERCHANT_FIELDS))
+def test_a_buyer_cannot_set_what_the_merchant_trusts(shop, field):
+    product = make_product(shop, price="1.00", currency="USD")
+    response = Api().post(
+        f"{PRODUCTS}/{product['productId']}/checkout",
+        {"quantity": 1, field: MERCHANT_FIELDS[field]},
+    )
+    problem = assert_problem(response, 400, "validation_error")
+    assert list(problem["errors"]) == [field]
+    assert problem["detail"].startswith(f"{field}: Only the merchant sets this")
+    assert rows() == (0, 0, 0, 0)
+
+
+def test_every_forbidden_field_is_named(shop):
+    product = make_product(shop, price="1.00", currency="USD")
+    response = Api().post(
+        f"{PRODUCTS}/{product['productId']}/checkout",
+        {"userRef": "order-1000", "metadata": {}, "colour": "red"},
+    )
+    errors = assert_problem(response, 400, "validation_error")["errors"]
+    assert errors["colour"] == ["Unknown field."]
+    assert set(errors) == {"userRef", "metadata", "colour"}
+
+
+def test_a_buyer_cannot_pay_one_dollar_under_the_reference_of_a_large_order(shop):
+    """The merchant's $1,000 order is invoice + userRef "order-1000"; a buyer may start a $1
+    checkout of a product, but not under that reference."""
+    order = shop.invoice.post(
+        INVOICES, {"amount": "1000.00", "currency": "USD", "userRef": "order-1000"}
+    )
+    assert order.status_code == 201, order.content
+    product = make_product(shop, price="1.00", currency="USD")
+    url = f"{PRODUCTS}/{product['productId']}/checkout"
+
+    assert_problem(Api().post(url, {"userRef": "order-1000"}), 400, "validation_error")
+    cheap = Api().post(url)
+    assert cheap.status_code == 201 and cheap.json()["userRef"] is None
+    assert list(
+        CheckoutInvoice.objects.filter(user_ref="order-1000").values_list("public_id", flat=True)
+    ) == [order.json()["invoiceId"]]
 
 
 def test_an_unknown_product_checkout_is_a_404(db):

@@ -62,9 +62,11 @@ def test_fixed_rates(settings):
 class Provider:
     """A CoinGecko-shaped price server on loopback."""
 
-    def __init__(self, body=None, delay=0.0):
+    def __init__(self, body=None):
         self.body = body or {"bitcoin": {"usd": 97123.45, "eur": 90000.5}}
-        self.delay = delay
+        # While set, requests get no answer until `close` (a provider that hangs).
+        self.hang = False
+        self.closed = threading.Event()
         self.hits = 0
         provider = self
 
@@ -72,8 +74,9 @@ class Provider:
             def do_GET(self):
                 provider.hits += 1
                 provider.last_path = self.path
-                if provider.delay:
-                    threading.Event().wait(provider.delay)
+                if provider.hang:
+                    provider.closed.wait(60)
+                    return
                 payload = json.dumps(provider.body).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -90,6 +93,7 @@ class Provider:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
+        self.closed.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -155,7 +159,7 @@ def test_an_unreachable_provider_is_a_503_and_writes_nothing(settings, api):
 
 
 def test_a_slow_provider_times_out_as_a_503(provider, settings, api):
-    provider.delay = 1.0
+    provider.hang = True  # answers only after the test: however loaded the machine
     settings.RATE_PROVIDER_TIMEOUT = 0.2
     assert_problem(api.post(INVOICES, {"amount": "5", "currency": "USD"}), 503, "rate_unavailable")
     assert CheckoutInvoice.objects.count() == 0

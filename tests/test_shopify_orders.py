@@ -7,6 +7,7 @@ import hmac
 import json
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.core import mail
@@ -18,7 +19,7 @@ from checkout.services import create_merchant, issue_api_key
 from lightning import services as lightning_services
 from lightning.backends import get_backend
 from lightning.models import Invoice
-from shopify_bridge import push
+from shopify_bridge import push, services
 from shopify_bridge.catalog import sync_catalog
 from shopify_bridge.models import ShopifyOrder, ShopifyOrderPush, ShopifyStore
 from tests import test_shopify_support as support
@@ -679,6 +680,42 @@ def test_store_api(merchant_and_key, local_cache):
     assert client.get("/api/shopify/stores/my-shop", HTTP_X_API_KEY=other_key).status_code == 404
     assert client.delete("/api/shopify/stores/my-shop", HTTP_X_API_KEY=other_key).status_code == 404
     assert client.delete("/api/shopify/stores/my-shop", HTTP_X_API_KEY=key).status_code == 204
+
+
+def test_a_store_patch_does_not_undo_what_changed_meanwhile(
+    store, merchant_and_key, local_cache, monkeypatch
+):
+    """Between the PATCH loading the store and saving it, a catalog sync records its outcome
+    and the operator pauses the store: the PATCH writes only what it was given."""
+    _, key = merchant_and_key
+    synced_at = timezone.now() - timedelta(minutes=1)
+    load = services.store_of_merchant
+
+    def load_while_others_write(merchant, slug):
+        loaded = load(merchant, slug)
+        ShopifyStore.objects.filter(pk=loaded.pk).update(
+            catalog_synced_at=synced_at, last_sync_error="throttled", active=False
+        )
+        return loaded
+
+    monkeypatch.setattr(services, "store_of_merchant", load_while_others_write)
+    patched = Client().patch(
+        f"/api/shopify/stores/{store.slug}",
+        json.dumps({"storeName": "Renamed", "shipping": {"domesticUsd": "6.00"}}),
+        content_type="application/json",
+        HTTP_X_API_KEY=key,
+    )
+    assert patched.status_code == 200, patched.content
+    row = ShopifyStore.objects.get(pk=store.pk)
+    assert (row.name, row.domestic_shipping_usd) == ("Renamed", Decimal("6.00"))
+    assert (row.active, row.catalog_synced_at, row.last_sync_error) == (
+        False,
+        synced_at,
+        "throttled",
+    )
+    body = patched.json()  # the answer is the store as it now is
+    assert body["active"] is False and body["lastSyncError"] == "throttled"
+    assert (body["storeName"], body["shipping"]["domesticUsd"]) == ("Renamed", "6.00")
 
 
 def test_stats_by_state_and_store(shop, fake_shopify, merchant_and_key):
