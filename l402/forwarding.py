@@ -126,7 +126,8 @@ def forward(target: Route, vetted: Target, query: str, headers: dict[str, str], 
     proxy = target.proxy
     base = proxy.target_base_url.rstrip("/")
     parts = urlsplit(base)
-    upstream_path = parts.path + quote(target.path, safe="/:@!$&'()*+,;=-._~%")
+    # The normalised path that was matched, encoded so that the upstream decodes exactly it.
+    upstream_path = parts.path + quote(target.path, safe="/:@!$&'()*+,=-._~")
     if query:
         upstream_path += "?" + query
     connection_class = _PinnedHTTPSConnection if vetted.scheme == "https" else _PinnedHTTPConnection

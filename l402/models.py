@@ -8,10 +8,13 @@ listings, stats and the `l402.paid` event.
 
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from checkout.models import public_id
+
+from . import paths
 
 
 def _challenge_id():
@@ -99,6 +102,23 @@ class PaidContent(models.Model):
         return self.title
 
 
+def valid_path_pattern(value):
+    """The bounds of l402.paths for a pattern saved outside the API (the admin)."""
+    try:
+        paths.clean_pattern(value)
+    except paths.InvalidPath as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def valid_path_patterns(value):
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Must be a list of path patterns.")
+    try:
+        paths.clean_patterns(value)
+    except paths.InvalidPath as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def _proxy_suffix():
     return secrets.token_hex(3)
 
@@ -120,8 +140,9 @@ class Proxy(models.Model):
     auth_value_encrypted = models.TextField(blank=True)
     timeout_seconds = models.PositiveIntegerField(default=30)
     allowed_methods = models.JSONField(default=list, blank=True)  # empty: all
-    allowed_paths = models.JSONField(default=list, blank=True)  # glob patterns; empty: all
-    blocked_paths = models.JSONField(default=list, blank=True)
+    # Patterns (l402.paths); empty allowed_paths: all.
+    allowed_paths = models.JSONField(default=list, blank=True, validators=[valid_path_patterns])
+    blocked_paths = models.JSONField(default=list, blank=True, validators=[valid_path_patterns])
     manifest_enabled = models.BooleanField(default=True)
     manifest_publicly_listed = models.BooleanField(default=False)
     service_description = models.TextField(blank=True)
@@ -146,7 +167,7 @@ class Proxy(models.Model):
 
 
 class ProxyEndpoint(models.Model):
-    """One priced route of a proxy; `path` may hold `{param}` segments and a trailing `*`."""
+    """One priced route of a proxy; `path` is a pattern (l402.paths)."""
 
     class Method(models.TextChoices):
         GET = "GET"
@@ -159,7 +180,7 @@ class ProxyEndpoint(models.Model):
 
     proxy = models.ForeignKey(Proxy, on_delete=models.CASCADE, related_name="endpoints")
     endpoint_id = models.SlugField(max_length=100)
-    path = models.CharField(max_length=500)
+    path = models.CharField(max_length=500, validators=[valid_path_pattern])
     http_method = models.CharField(max_length=7, choices=Method.choices)
     summary = models.CharField(max_length=500, blank=True)
     base_price_sats = models.PositiveBigIntegerField()

@@ -2,6 +2,7 @@ import re
 
 from rest_framework import serializers
 
+from . import paths
 from .manifest import manifest_url, proxy_base_url
 from .models import L402Challenge, PaidContent, Proxy, ProxyEndpoint
 from .services import PROXY_METHODS
@@ -116,9 +117,10 @@ class ProxyEndpointSerializer(serializers.ModelSerializer):
         fields = ["endpointId", "path", "httpMethod", "summary", "basePriceSats"]
 
     def validate_path(self, value):
-        if not value.startswith("/"):
-            raise serializers.ValidationError("Must start with /.")
-        return value
+        try:
+            return paths.clean_pattern(value)
+        except paths.InvalidPath as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate_httpMethod(self, value):
         return _method(value)
@@ -130,11 +132,22 @@ def _method(value: str) -> str:
     return value.upper()
 
 
-def _path_patterns(value):
-    for pattern in value:
-        if not pattern.startswith("/"):
-            raise serializers.ValidationError(f"{pattern!r} must start with /.")
-    return value
+class PathPatterns(serializers.ListField):
+    """Path patterns (l402.paths), bounded and stored in normal form."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            child=serializers.CharField(max_length=paths.MAX_PATTERN_LENGTH),
+            required=False,
+            default=list,
+            **kwargs,
+        )
+
+    def to_internal_value(self, data):
+        try:
+            return paths.clean_patterns(super().to_internal_value(data))
+        except paths.InvalidPath as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class ProxySerializer(serializers.ModelSerializer):
@@ -158,20 +171,8 @@ class ProxySerializer(serializers.ModelSerializer):
         required=False,
         default=list,
     )
-    allowedPaths = serializers.ListField(
-        source="allowed_paths",
-        child=serializers.CharField(max_length=500),
-        required=False,
-        default=list,
-        validators=[_path_patterns],
-    )
-    blockedPaths = serializers.ListField(
-        source="blocked_paths",
-        child=serializers.CharField(max_length=500),
-        required=False,
-        default=list,
-        validators=[_path_patterns],
-    )
+    allowedPaths = PathPatterns(source="allowed_paths")
+    blockedPaths = PathPatterns(source="blocked_paths")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     proxyUrl = serializers.SerializerMethodField()
     manifestUrl = serializers.SerializerMethodField()

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.db import transaction
@@ -29,7 +30,7 @@ from lightning.backends.base import NodeError
 from lightning.models import Invoice
 from webhooks.services import emit, isoformat
 
-from . import macaroons
+from . import macaroons, paths
 from .forwarding import seal
 from .macaroons import CredentialError, RequestScope, Token
 from .models import L402Challenge, OneTimeKey, PaidContent, Proxy, ProxyEndpoint
@@ -359,7 +360,7 @@ def save_endpoint(proxy: Proxy, endpoint_id: str, **fields) -> tuple[ProxyEndpoi
     """Price one route (create, or update the endpoint with this id)."""
     clash = (
         ProxyEndpoint.objects.filter(
-            proxy=proxy, http_method=fields["http_method"], path=fields["path"]
+            proxy=proxy, http_method=fields["http_method"], path__iexact=fields["path"]
         )
         .exclude(endpoint_id=endpoint_id)
         .first()
@@ -411,10 +412,13 @@ def get_proxy_for_request(proxy_id: str) -> Proxy:
 
 def route(proxy: Proxy, method: str, path: str) -> Route:
     """Refuse what the proxy does not allow (before any invoice is made) and find the
-    priced endpoint, if any."""
-    path = "/" + path.lstrip("/")
-    if any(segment in (".", "..") for segment in path.split("/")):
-        raise Problem(400, "invalid_path", "'.' and '..' path segments are not allowed")
+    priced endpoint, if any. Everything is decided on the normalised path (l402.paths),
+    and that path is the one forwarded."""
+    try:
+        path = paths.normalise("/" + path)
+    except paths.InvalidPath as exc:
+        raise Problem(400, "invalid_path", str(exc)) from None
+    key = path.lower()
     allowed_methods = [m.upper() for m in proxy.allowed_methods] or list(PROXY_METHODS)
     if method not in allowed_methods:
         raise Problem(
@@ -423,30 +427,19 @@ def route(proxy: Proxy, method: str, path: str) -> Route:
             f"{method} is not allowed on this proxy",
             headers={"Allow": ", ".join(allowed_methods)},
         )
-    if proxy.allowed_paths and not any(_matches(p, path) for p in proxy.allowed_paths):
+    if proxy.allowed_paths and not any(paths.matches(p, key) for p in proxy.allowed_paths):
         raise Problem(403, "path_not_allowed", f"{path} is not among this proxy's allowed paths")
-    if any(_matches(p, path) for p in proxy.blocked_paths):
+    if any(paths.matches(p, key) for p in proxy.blocked_paths):
         raise Problem(403, "path_not_allowed", f"{path} is blocked on this proxy")
     endpoint = next(
-        (e for e in proxy.endpoints.all() if e.http_method == method and _matches(e.path, path)),
+        (
+            e
+            for e in proxy.endpoints.all()
+            if e.http_method == method and paths.matches(e.path, key)
+        ),
         None,
     )
     return Route(proxy=proxy, method=method, path=path, endpoint=endpoint)
-
-
-_pattern_cache: dict[str, re.Pattern] = {}
-
-
-def _matches(pattern: str, path: str) -> bool:
-    """`/v1/items/{id}` matches one segment per `{param}`; `*` matches anything."""
-    compiled = _pattern_cache.get(pattern)
-    if compiled is None:
-        parts = re.split(r"(\{[^/{}]+\}|\*)", pattern)
-        regex = "".join(
-            "[^/]+" if p.startswith("{") else ".*" if p == "*" else re.escape(p) for p in parts
-        )
-        compiled = _pattern_cache.setdefault(pattern, re.compile(regex + r"\Z"))
-    return compiled.match(path) is not None
 
 
 def proxy_offer(target: Route, body: bytes) -> Offer:
@@ -487,6 +480,10 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
     """An invoice and a key that, once the invoice is paid, runs exactly this request once."""
     proxy = get_proxy_for_request(proxy_id)
     path, _, query = path.partition("?")
+    try:
+        path = unquote(path, errors="strict")  # as a server decodes the request's path
+    except UnicodeDecodeError:
+        raise Problem(400, "invalid_path", "the path is not percent-encoded UTF-8") from None
     target = route(proxy, method.upper(), path)
     try:
         rate, _ = get_rate("USD")
