@@ -229,6 +229,24 @@ def test_a_paid_request_is_forwarded_with_query_body_and_safe_headers(client, pr
     assert Invoice.objects.count() == invoices  # one payment, many requests
 
 
+def test_a_client_cannot_send_its_own_value_of_the_injected_header(client, shop, upstream):
+    _, key = shop
+    proxy = make_proxy(client, key, upstream.url, authHeader="x-upstream-KEY")
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    token, _ = paid_token(client, f"{base}/data")
+    # The client's header, in another case (and as X_Upstream_Key, which WSGI reads alike).
+    echo(client.get(f"{base}/data", HTTP_AUTHORIZATION=token, HTTP_X_UPSTREAM_KEY="forged"))
+    sent = [(n, v) for n, v in upstream.seen[-1].header_list if n.lower() == "x-upstream-key"]
+    assert sent == [("x-upstream-KEY", "upstream-secret")]
+
+    bare = make_proxy(client, key, upstream.url, authHeader="X-Upstream-Key", authValue="")
+    assert bare["hasAuthValue"] is False
+    base = f"/l402/proxy/{bare['proxyId']}"
+    token, _ = paid_token(client, f"{base}/data")
+    echo(client.get(f"{base}/data", HTTP_AUTHORIZATION=token, HTTP_X_UPSTREAM_KEY="forged"))
+    assert not [n for n, _ in upstream.seen[-1].header_list if n.lower() == "x-upstream-key"]
+
+
 def test_the_answer_comes_back_as_the_upstream_sent_it(client, proxy, upstream):
     base = f"/l402/proxy/{proxy['proxyId']}"
     token, _ = paid_token(client, f"{base}/echo")
