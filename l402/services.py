@@ -620,9 +620,11 @@ def announce_paid(invoice: Invoice) -> None:
 
 
 def _count_for_agent(proxy: Proxy, amount_sats: int, payment_hash: str) -> None:
-    """A paid call through a proxy that an agent sells as a capability counts in that
-    agent's stats (requests and revenue)."""
-    agents_services.record_l402_payment(f"/l402/proxy/{proxy.proxy_id}", amount_sats, payment_hash)
+    """A paid call through a proxy that an agent of the proxy's merchant sells as a
+    capability counts in that agent's stats (requests and revenue)."""
+    agents_services.record_l402_payment(
+        f"/l402/proxy/{proxy.proxy_id}", amount_sats, payment_hash, seller_id=proxy.merchant_id
+    )
 
 
 # --- stats --------------------------------------------------------------------------------
