@@ -9,10 +9,12 @@ listings, stats and the `l402.paid` event.
 import secrets
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 
 from checkout.models import public_id
+from config.money import MAX_SATS
 
 from . import paths
 
@@ -86,7 +88,7 @@ class PaidContent(models.Model):
     title = models.CharField(max_length=200)
     teaser = models.TextField(blank=True)
     body = models.TextField()
-    price_sats = models.PositiveBigIntegerField()
+    price_sats = models.PositiveBigIntegerField(validators=[MaxValueValidator(MAX_SATS)])
     is_published = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -133,7 +135,7 @@ class Proxy(models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     target_base_url = models.URLField(max_length=2000)
-    default_price_sats = models.PositiveBigIntegerField()
+    default_price_sats = models.PositiveBigIntegerField(validators=[MaxValueValidator(MAX_SATS)])
     is_active = models.BooleanField(default=True)
     auth_header = models.CharField(max_length=100, blank=True)
     # Encrypted (l402.secrets): the gateway must send it upstream, so it cannot be hashed.
@@ -183,7 +185,7 @@ class ProxyEndpoint(models.Model):
     path = models.CharField(max_length=500, validators=[valid_path_pattern])
     http_method = models.CharField(max_length=7, choices=Method.choices)
     summary = models.CharField(max_length=500, blank=True)
-    base_price_sats = models.PositiveBigIntegerField()
+    base_price_sats = models.PositiveBigIntegerField(validators=[MaxValueValidator(MAX_SATS)])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -215,7 +217,8 @@ class OneTimeKey(models.Model):
     path = models.CharField(max_length=2000)
     body_sha256 = models.CharField(max_length=64)
     price_sats = models.BigIntegerField()
-    price_usd = models.DecimalField(max_digits=18, decimal_places=8, null=True, blank=True)
+    # Room for MAX_SATS at checkout.rates.MAX_RATE (10^15 USD/BTC): 23 digits + 8 places.
+    price_usd = models.DecimalField(max_digits=31, decimal_places=8, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     spent_at = models.DateTimeField(null=True, blank=True)
 

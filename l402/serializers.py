@@ -2,6 +2,8 @@ import re
 
 from rest_framework import serializers
 
+from config.money import MAX_SATS
+
 from . import paths
 from .manifest import manifest_url, proxy_base_url
 from .models import L402Challenge, PaidContent, Proxy, ProxyEndpoint
@@ -13,7 +15,7 @@ FORBIDDEN_AUTH_HEADERS = {"host", "content-length", "transfer-encoding", "connec
 
 class ChallengeRequest(serializers.Serializer):
     resource = serializers.CharField(max_length=500)
-    priceSats = serializers.IntegerField(min_value=1, max_value=21_000_000 * 10**8)
+    priceSats = serializers.IntegerField(min_value=1, max_value=MAX_SATS)
     description = serializers.CharField(
         max_length=640, required=False, allow_blank=True, allow_null=True, default=""
     )
@@ -88,7 +90,7 @@ class ContentItem(ContentSummary):
 
 
 class ContentCreate(serializers.ModelSerializer):
-    priceSats = serializers.IntegerField(source="price_sats", min_value=1)
+    priceSats = serializers.IntegerField(source="price_sats", min_value=1, max_value=MAX_SATS)
     isPublished = serializers.BooleanField(source="is_published", default=True)
 
     class Meta:
@@ -109,7 +111,9 @@ class BundleResponse(serializers.Serializer):
 class ProxyEndpointSerializer(serializers.ModelSerializer):
     endpointId = serializers.SlugField(source="endpoint_id", max_length=100)
     httpMethod = serializers.CharField(source="http_method", max_length=7)
-    basePriceSats = serializers.IntegerField(source="base_price_sats", min_value=1)
+    basePriceSats = serializers.IntegerField(
+        source="base_price_sats", min_value=1, max_value=MAX_SATS
+    )
     summary = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
     class Meta:
@@ -155,7 +159,9 @@ class ProxySerializer(serializers.ModelSerializer):
 
     proxyId = serializers.CharField(source="proxy_id", read_only=True)
     targetBaseUrl = serializers.URLField(source="target_base_url", max_length=2000)
-    defaultPriceSats = serializers.IntegerField(source="default_price_sats", min_value=1)
+    defaultPriceSats = serializers.IntegerField(
+        source="default_price_sats", min_value=1, max_value=MAX_SATS
+    )
     isActive = serializers.BooleanField(source="is_active", default=True)
     authHeader = serializers.CharField(
         source="auth_header", max_length=100, required=False, allow_blank=True, default=""

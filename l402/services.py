@@ -22,6 +22,7 @@ from django.utils.text import slugify
 from agents import services as agents_services
 from checkout.models import Merchant
 from checkout.rates import RateUnavailable, get_rate
+from config.money import MAX_SATS
 from config.problems import Problem
 from config.ssrf import UnsafeTarget, check_url
 from lightning import services as lightning
@@ -57,6 +58,22 @@ class Offer:
     description: str = ""
     proxy: Proxy | None = None
     scope: RequestScope = field(default_factory=RequestScope)
+
+    def __post_init__(self):
+        check_sellable(self.price_sats, self.resource)
+
+
+def check_sellable(price_sats: int, what: str) -> None:
+    """A stored price the gateway cannot sell (saved before prices were bounded, or
+    written around the API) refuses the sale with a 503 instead of failing on the node or
+    the database."""
+    if not 1 <= price_sats <= MAX_SATS:
+        raise Problem(
+            503,
+            "price_out_of_range",
+            f"{what} is priced at {price_sats} sats, outside 1..{MAX_SATS}: "
+            "its merchant must correct the price",
+        )
 
 
 # --- challenges -------------------------------------------------------------------------
@@ -269,10 +286,20 @@ def bundle_items(slugs: list[str]) -> list[PaidContent]:
 
 def bundle_offer(items: list[PaidContent]) -> Offer:
     slugs = ",".join(item.slug for item in items)
+    for item in items:
+        check_sellable(item.price_sats, f"content/{item.slug}")
+    price = sum(item.price_sats for item in items)
+    if price > MAX_SATS:
+        raise Problem(
+            400,
+            "validation_error",
+            f"these items cost {price} sats together, more than {MAX_SATS}",
+            {"slugs": [f"Together these items cost more than {MAX_SATS} sats."]},
+        )
     return Offer(
         kind=L402Challenge.Kind.BUNDLE,
         resource=f"bundle/{slugs}",
-        price_sats=sum(item.price_sats for item in items),
+        price_sats=price,
         caveats=[(macaroons.CONTENT, slugs)],
         merchant=items[0].merchant,
         description=f"Bundle of {len(items)} items",
@@ -485,6 +512,7 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
     except UnicodeDecodeError:
         raise Problem(400, "invalid_path", "the path is not percent-encoded UTF-8") from None
     target = route(proxy, method.upper(), path)
+    check_sellable(target.price_sats, f"{target.method} {target.path}")
     try:
         rate, _ = get_rate("USD")
         price_usd = (Decimal(target.price_sats) * rate / Decimal(10**8)).quantize(
