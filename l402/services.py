@@ -348,13 +348,17 @@ def create_proxy(merchant: Merchant, auth_value: str = "", **fields) -> Proxy:
 
 
 def update_proxy(proxy: Proxy, auth_value: str | None = None, **fields) -> Proxy:
+    """Write only the fields given: a change made meanwhile by another request (an
+    unpublish, another edit) to any other field stays."""
     if "target_base_url" in fields:
         _vet_or_400(fields["target_base_url"])
     for name, value in fields.items():
         setattr(proxy, name, value)
+    changed = [*fields, "updated_at"]
     if auth_value is not None:
         proxy.auth_value_encrypted = seal(auth_value) if auth_value else ""
-    proxy.save()
+        changed.append("auth_value_encrypted")
+    proxy.save(update_fields=changed)
     return proxy
 
 

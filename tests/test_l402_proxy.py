@@ -13,7 +13,8 @@ from django.test import Client
 
 from checkout.models import ApiKey
 from checkout.services import create_merchant, issue_api_key
-from l402.models import OneTimeKey
+from l402 import services
+from l402.models import OneTimeKey, Proxy
 from lightning.models import Invoice
 
 from .l402_support import credential, pay, start_upstream
@@ -102,6 +103,28 @@ def test_a_proxy_is_created_read_updated_and_deleted(client, shop, upstream, pro
     assert changed.json()["hasAuthValue"] is True  # kept when not sent
     assert client.delete(url, **key).status_code == 204
     assert client.get(url, **key).status_code == 404
+
+
+def test_an_edit_does_not_undo_what_another_request_changed_meanwhile(client, shop, proxy):
+    _, key = shop
+    url = f"/api/proxy/{proxy['proxyId']}"
+    # Each request loaded the proxy before the other one wrote.
+    editing, retiring = (Proxy.objects.get(proxy_id=proxy["proxyId"]) for _ in range(2))
+    services.unpublish_proxy(retiring, "moved")
+    services.update_proxy(editing, name="Renamed", auth_value="rotated")
+    fresh = client.get(url, **key).json()
+    assert fresh["name"] == "Renamed" and fresh["hasAuthValue"] is True
+    assert fresh["retired"] is True and fresh["isActive"] is False  # not undone
+    assert fresh["retiredReason"] == "moved"
+
+    pricing, timing = (Proxy.objects.get(proxy_id=proxy["proxyId"]) for _ in range(2))
+    services.update_proxy(pricing, default_price_sats=5)
+    services.update_manifest_settings(timing, service_description="Forecasts by city")
+    services.update_proxy(timing, timeout_seconds=3)
+    fresh = client.get(url, **key).json()
+    assert fresh["defaultPriceSats"] == 5 and fresh["timeout"] == 3
+    assert fresh["serviceDescription"] == "Forecasts by city"
+    assert fresh["name"] == "Renamed"
 
 
 def test_another_merchant_sees_none_of_it(client, proxy):
