@@ -206,9 +206,18 @@ class ProxyEndpoint(models.Model):
 
 class OneTimeKey(models.Model):
     """A key that pays for exactly one request (method, path, body) through a proxy.
-    Stored as its SHA-256; spent by a conditional UPDATE, so only one use ever wins."""
+    Stored as its SHA-256; spent by a conditional UPDATE, so only one use ever wins.
 
-    proxy = models.ForeignKey(Proxy, on_delete=models.CASCADE, related_name="one_time_keys")
+    A key outlives its proxy: what was sold (merchant, proxy id, request, price, invoice)
+    stays on the merchant's books when the proxy is deleted, and the key then answers 410."""
+
+    merchant = models.ForeignKey(
+        "checkout.Merchant", on_delete=models.CASCADE, related_name="l402_one_time_keys"
+    )
+    proxy = models.ForeignKey(
+        Proxy, null=True, on_delete=models.SET_NULL, related_name="one_time_keys"
+    )
+    proxy_public_id = models.CharField(max_length=80, db_index=True)  # Proxy.proxy_id
     key_hash = models.CharField(max_length=64, unique=True)
     invoice = models.OneToOneField(
         "lightning.Invoice", on_delete=models.PROTECT, related_name="l402_one_time_key"

@@ -433,6 +433,14 @@ def get_proxy_for_request(proxy_id: str) -> Proxy:
     try:
         proxy = Proxy.objects.select_related("merchant").get(proxy_id=proxy_id)
     except Proxy.DoesNotExist:
+        if OneTimeKey.objects.filter(proxy__isnull=True, proxy_public_id=proxy_id).exists():
+            raise Problem(
+                410,
+                "proxy_deleted",
+                f"the proxy {proxy_id} was deleted by its merchant: one-time keys bought for "
+                "it can no longer be used; their payments stay on the merchant's books, so "
+                "ask the merchant for a refund",
+            ) from None
         raise Problem(404, "not_found", f"there is no proxy {proxy_id!r}") from None
     if proxy.retired_at is not None:
         raise Problem(410, "proxy_retired", f"the proxy {proxy_id} was retired")
@@ -536,7 +544,9 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
         raise Problem(503, "node_unavailable", f"the Lightning node did not answer: {exc}") from exc
     raw = ONE_TIME_KEY_PREFIX + secrets.token_hex(32)
     key = OneTimeKey.objects.create(
+        merchant=proxy.merchant,
         proxy=proxy,
+        proxy_public_id=proxy.proxy_id,
         key_hash=hashlib.sha256(raw.encode()).hexdigest(),
         invoice=invoice,
         method=target.method,
@@ -630,32 +640,38 @@ def announce_paid(invoice: Invoice) -> None:
             source=f"l402:{challenge.pk}",
         )
         if challenge.proxy is not None:
-            _count_for_agent(challenge.proxy, challenge.price_sats, invoice.payment_hash)
+            _count_for_agent(
+                challenge.proxy.proxy_id,
+                challenge.proxy.merchant_id,
+                challenge.price_sats,
+                invoice.payment_hash,
+            )
         return
-    key = OneTimeKey.objects.select_related("proxy__merchant").filter(invoice=invoice).first()
+    # The key's own record, not its proxy: the proxy may be deleted by now.
+    key = OneTimeKey.objects.select_related("merchant").filter(invoice=invoice).first()
     if key is not None:
         emit(
-            key.proxy.merchant,
+            key.merchant,
             "l402.paid",
             {
                 "challengeId": None,
                 "kind": "one_time_key",
-                "resource": f"proxy/{key.proxy.proxy_id} {key.method} {key.path}",
-                "proxyId": key.proxy.proxy_id,
+                "resource": f"proxy/{key.proxy_public_id} {key.method} {key.path}",
+                "proxyId": key.proxy_public_id,
                 "amountSats": key.price_sats,
                 "paymentHash": invoice.payment_hash,
                 "paidAt": isoformat(invoice.paid_at),
             },
             source=f"l402-key:{key.pk}",
         )
-        _count_for_agent(key.proxy, key.price_sats, invoice.payment_hash)
+        _count_for_agent(key.proxy_public_id, key.merchant_id, key.price_sats, invoice.payment_hash)
 
 
-def _count_for_agent(proxy: Proxy, amount_sats: int, payment_hash: str) -> None:
+def _count_for_agent(proxy_id: str, merchant_id: int, amount_sats: int, payment_hash: str):
     """A paid call through a proxy that an agent of the proxy's merchant sells as a
     capability counts in that agent's stats (requests and revenue)."""
     agents_services.record_l402_payment(
-        f"/l402/proxy/{proxy.proxy_id}", amount_sats, payment_hash, seller_id=proxy.merchant_id
+        f"/l402/proxy/{proxy_id}", amount_sats, payment_hash, seller_id=merchant_id
     )
 
 
@@ -677,7 +693,7 @@ def l402_stats(merchant: Merchant) -> dict:
         )
         .order_by("-revenue", "resource")
     )
-    keys = OneTimeKey.objects.filter(proxy__merchant=merchant)
+    keys = OneTimeKey.objects.filter(merchant=merchant)  # also those of deleted proxies
     key_totals = keys.aggregate(
         issued=Count("pk"),
         paid=Count("pk", filter=paid),

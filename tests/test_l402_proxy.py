@@ -15,7 +15,11 @@ from checkout.models import ApiKey
 from checkout.services import create_merchant, issue_api_key
 from l402 import services
 from l402.models import OneTimeKey, Proxy
+from lightning import services as lightning
+from lightning.backends import get_backend
 from lightning.models import Invoice
+from webhooks.models import WebhookEvent
+from webhooks.services import create_endpoint
 
 from .l402_support import credential, pay, start_upstream
 
@@ -536,6 +540,58 @@ def test_only_one_time_keys_are_taken_on_the_proxy(client, shop, proxy, upstream
         content_type="application/json",
     )
     assert refused.status_code == 400
+
+
+def settle(bolt11: str) -> str:
+    """Pay, and record the payment as the watcher would; returns the payment hash."""
+    payment = get_backend().pay_invoice(bolt11)
+    lightning.apply_settlements([get_backend().lookup_invoice(payment.payment_hash)])
+    return payment.payment_hash
+
+
+def test_deleting_a_proxy_keeps_what_its_one_time_keys_sold(client, shop, proxy, upstream):
+    merchant, key = shop
+    create_endpoint(merchant, "https://shop.example.com/hooks", ["l402.paid"])
+    paid_unspent = buy_key(client, proxy)
+    settle(paid_unspent["paymentRequest"])
+    spent = buy_key(client, proxy, body='{"q": 2}')
+    pay(spent["paymentRequest"])
+    url = f"/l402/proxy/{proxy['proxyId']}/search"
+    used = client.post(url, '{"q": 2}', "application/json", HTTP_X_API_KEY=spent["apikey"])
+    assert echo(used)["body"] == '{"q": 2}'
+    unpaid = buy_key(client, proxy, body='{"q": 3}')
+
+    assert client.delete(f"/api/proxy/{proxy['proxyId']}", **key).status_code == 204
+    assert not Proxy.objects.exists()
+    keys = OneTimeKey.objects.select_related("invoice").order_by("pk")
+    assert [(k.proxy_public_id, k.merchant, k.price_sats) for k in keys] == [
+        (proxy["proxyId"], merchant, 21)
+    ] * 3
+    assert [k.invoice.state for k in keys] == ["paid", "paid", "open"]
+    assert [k.spent_at is not None for k in keys] == [False, True, False]
+    stats = client.get("/api/stats/l402", **key).json()
+    assert stats["oneTimeKeys"] == {"issued": 3, "paid": 2, "spent": 1, "revenueSats": 42}
+    assert stats["revenueSats"] == 42
+
+    # The buyer of the paid, unspent key is told what happened, not "no such proxy".
+    gone = client.post(url, '{"q": 1}', "application/json", HTTP_X_API_KEY=paid_unspent["apikey"])
+    assert gone.status_code == 410 and gone["Content-Type"] == "application/problem+json"
+    assert gone.json()["error"] == "proxy_deleted" and "refund" in gone.json()["detail"]
+    again = client.post(
+        "/api/invoice",
+        {"proxyId": proxy["proxyId"], "method": "POST", "path": "/search"},
+        content_type="application/json",
+    )
+    assert again.status_code == 410
+    assert client.get("/l402/proxy/never-existed-1/x").status_code == 404
+
+    # A key paid after its proxy is gone is still announced to the merchant.
+    payment_hash = settle(unpaid["paymentRequest"])
+    events = WebhookEvent.objects.filter(merchant=merchant, type="l402.paid")
+    announced = {json.loads(e.body)["data"]["paymentHash"]: e for e in events}
+    late = json.loads(announced[payment_hash].body)["data"]
+    assert late["proxyId"] == proxy["proxyId"] and late["amountSats"] == 21
+    assert len(upstream.seen) == 1
 
 
 @pytest.mark.django_db(transaction=True)
