@@ -98,11 +98,6 @@ class Token:
         value = self.first(AMOUNT)
         return int(value) if value and value.isdigit() else None
 
-    @property
-    def expires_at(self) -> int | None:
-        value = self.first(EXPIRES)
-        return int(value) if value and value.isdigit() else None
-
 
 @dataclass
 class RequestScope:
@@ -319,6 +314,39 @@ def check_scope(token: Token, scope: RequestScope) -> None:
         raise CredentialError(
             401, "token_out_of_scope", f"the endpoint {scope.endpoint} needs its own token"
         )
+
+
+# Conditions that only the request itself can satisfy.
+REQUEST_BOUND = (METHOD, PATH, BODY_SHA256)
+
+
+def check_without_request(token: Token, merchant: str) -> None:
+    """Every caveat of a token, where there is no request to hold it against (a merchant's
+    server asking whether a credential is good): every merchant and expiry caveat holds,
+    repeated conditions agree (two different resources can never both hold), and a
+    caveat only a request could satisfy fails closed."""
+    if not any(condition in token.caveats for condition in SCOPES):
+        raise CredentialError(401, "token_out_of_scope", "the token names no resource")
+    merchants = token.caveats.get(MERCHANT, ())
+    _require(
+        bool(merchants) and all(value == merchant for value in merchants),
+        "the token was issued for another merchant",
+    )
+    for condition, values in token.caveats.items():
+        if condition in REQUEST_BOUND:
+            raise CredentialError(
+                401,
+                "token_out_of_scope",
+                f"the token is restricted to a {condition} that this check cannot see",
+            )
+        if condition not in (EXPIRES, MERCHANT, AMOUNT, ENDPOINT, *SCOPES):
+            raise CredentialError(401, "invalid_caveat", f"unknown caveat condition {condition!r}")
+        if condition != EXPIRES and len(set(values)) > 1:
+            raise CredentialError(
+                401, "token_out_of_scope", f"the token's {condition} caveats disagree"
+            )
+    for value in token.caveats.get(EXPIRES, ()):
+        _check_caveat(EXPIRES, value, RequestScope())
 
 
 def _check_caveat(condition: str, value: str, scope: RequestScope) -> None:
