@@ -139,17 +139,35 @@ def signature(root: bytes, identifier: bytes, caveats) -> bytes:
 
 def mint(payment_hash: str, caveats: list[tuple[str, str]]) -> str:
     """A new token for the invoice with this payment hash; returns it as standard base64."""
-    token_id = secrets.token_bytes(32)
-    identifier = Identifier(IDENTIFIER_VERSION, bytes.fromhex(payment_hash), token_id)
+    token_id = secrets.token_hex(32)
+    return assemble(
+        payment_hash, token_id, [f"{condition}={value}" for condition, value in caveats]
+    )
+
+
+def assemble(payment_hash: str, token_id: str, caveats: list[str]) -> str:
+    """The token with this id (hex) and these caveats, signed under its root key: the same
+    bytes as when it was minted. Only the server secret makes it, so what is stored to show
+    a token again (`stored_parts`) is no token."""
+    token_id_bytes = bytes.fromhex(token_id)
+    identifier = Identifier(IDENTIFIER_VERSION, bytes.fromhex(payment_hash), token_id_bytes)
     macaroon = Macaroon(
         location=LOCATION,
         identifier=identifier.encode(),
-        key=root_key(token_id),
+        key=root_key(token_id_bytes),
         version=MACAROON_V2,
     )
-    for condition, value in caveats:
-        macaroon.add_first_party_caveat(f"{condition}={value}")
+    for caveat in caveats:
+        macaroon.add_first_party_caveat(caveat)
     return base64.b64encode(BinarySerializer().serialize_raw(macaroon)).decode()
+
+
+def stored_parts(encoded: str) -> tuple[str, list[str]]:
+    """What to keep of a token this server minted: its id (hex) and caveats, without its
+    signature. With the payment hash, `assemble` makes the token again."""
+    macaroon = decode_macaroon(encoded)
+    token_id = Identifier.decode(macaroon.identifier).token_id
+    return token_id.hex(), [caveat.decode() for caveat in macaroon.caveats]
 
 
 def parse_authorization(header: str) -> tuple[str, str] | None:

@@ -3,7 +3,9 @@ paywalled content, reverse proxies with their priced endpoints, and one-time req
 
 Tokens themselves are not stored: their root keys derive from a server secret, so a
 reusable token is checked from the request alone. A challenge row records the offer for
-listings, stats and the `l402.paid` event.
+listings, stats and the `l402.paid` event, and the token's id and caveats, from which the
+server secret makes the token again when it must be shown again: a database read (the
+paid invoice's preimage included) yields no working credential.
 """
 
 import secrets
@@ -16,7 +18,7 @@ from django.utils import timezone
 from checkout.models import public_id
 from config.money import MAX_SATS
 
-from . import paths
+from . import macaroons, paths
 
 
 def _challenge_id():
@@ -55,7 +57,9 @@ class L402Challenge(models.Model):
     )
     price_sats = models.BigIntegerField()
     description = models.CharField(max_length=640, blank=True)
-    macaroon = models.TextField()
+    # The token without its signature (l402.macaroons.stored_parts): see `macaroon`.
+    token_id = models.CharField(max_length=64)
+    caveats = models.JSONField(default=list)
     idempotency_key = models.CharField(max_length=256, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -65,8 +69,25 @@ class L402Challenge(models.Model):
             models.Index(fields=["merchant", "idempotency_key", "-created_at"]),
         ]
 
+    _macaroon: str | None = None
+
     def __str__(self):
         return f"{self.resource} ({self.price_sats} sats)"
+
+    @property
+    def macaroon(self) -> str:
+        """The token (standard base64), made again from its id and caveats with the server
+        secret; `L402Challenge(macaroon=...)` keeps only those parts of a minted token."""
+        if self._macaroon is None:
+            self._macaroon = macaroons.assemble(
+                self.invoice.payment_hash, self.token_id, self.caveats
+            )
+        return self._macaroon
+
+    @macaroon.setter
+    def macaroon(self, value: str) -> None:
+        self.token_id, self.caveats = macaroons.stored_parts(value)
+        self._macaroon = value
 
     @property
     def status(self) -> str:
