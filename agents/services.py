@@ -379,16 +379,20 @@ def attest(
         raise _duplicate_event() from None
 
 
-def record_l402_payment(path: str, amount_sats: int, payment_hash: str):
+def record_l402_payment(path: str, amount_sats: int, payment_hash: str, seller_id: int):
     """Count an L402 payment for a route on this gateway (e.g. `/l402/proxy/{proxyId}/...`)
-    against the live capability whose l402Endpoint covers it, if any (full URL under
-    PUBLIC_BASE_URL or the bare path)."""
+    that the merchant with pk `seller_id` sells, against the live capability whose
+    l402Endpoint covers it (full URL under PUBLIC_BASE_URL or the bare path), if any, of an
+    agent that merchant owns. Anyone may name the route in a capability; only the seller's
+    agents earn from it."""
     prefixes = [path, settings.PUBLIC_BASE_URL + path]
     covering = Q()
     for prefix in prefixes:
         covering |= Q(l402_endpoint=prefix) | Q(l402_endpoint__startswith=prefix + "/")
     capability = (
-        Capability.objects.filter(covering, deleted_at__isnull=True, agent__is_active=True)
+        Capability.objects.filter(
+            covering, deleted_at__isnull=True, agent__is_active=True, agent__owner_id=seller_id
+        )
         .order_by("-pk")
         .first()
     )

@@ -95,6 +95,11 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def upstream_headers(request_meta: dict, proxy) -> dict[str, str]:
+    """The client's headers that may go upstream, then the proxy's own credential. A
+    client header with the credential's name (in any case) is dropped, so the upstream
+    never sees a second value next to the injected one (nor the client's value when the
+    proxy has no stored value). "_" counts as "-", as WSGI servers read them alike."""
+    injected = proxy.auth_header.lower().replace("_", "-")
     headers = {}
     for key, value in request_meta.items():
         if key.startswith("HTTP_"):
@@ -103,7 +108,7 @@ def upstream_headers(request_meta: dict, proxy) -> dict[str, str]:
             name = "Content-Type"
         else:
             continue
-        if name.lower() not in NOT_FORWARDED:
+        if name.lower() not in NOT_FORWARDED and name.lower() != injected:
             headers[name] = value
     if proxy.auth_header and proxy.auth_value_encrypted:
         headers[proxy.auth_header] = unseal(proxy.auth_value_encrypted)
@@ -126,7 +131,8 @@ def forward(target: Route, vetted: Target, query: str, headers: dict[str, str], 
     proxy = target.proxy
     base = proxy.target_base_url.rstrip("/")
     parts = urlsplit(base)
-    upstream_path = parts.path + quote(target.path, safe="/:@!$&'()*+,;=-._~%")
+    # The normalised path that was matched, encoded so that the upstream decodes exactly it.
+    upstream_path = parts.path + quote(target.path, safe="/:@!$&'()*+,=-._~")
     if query:
         upstream_path += "?" + query
     connection_class = _PinnedHTTPSConnection if vetted.scheme == "https" else _PinnedHTTPConnection

@@ -98,11 +98,6 @@ class Token:
         value = self.first(AMOUNT)
         return int(value) if value and value.isdigit() else None
 
-    @property
-    def expires_at(self) -> int | None:
-        value = self.first(EXPIRES)
-        return int(value) if value and value.isdigit() else None
-
 
 @dataclass
 class RequestScope:
@@ -144,17 +139,35 @@ def signature(root: bytes, identifier: bytes, caveats) -> bytes:
 
 def mint(payment_hash: str, caveats: list[tuple[str, str]]) -> str:
     """A new token for the invoice with this payment hash; returns it as standard base64."""
-    token_id = secrets.token_bytes(32)
-    identifier = Identifier(IDENTIFIER_VERSION, bytes.fromhex(payment_hash), token_id)
+    token_id = secrets.token_hex(32)
+    return assemble(
+        payment_hash, token_id, [f"{condition}={value}" for condition, value in caveats]
+    )
+
+
+def assemble(payment_hash: str, token_id: str, caveats: list[str]) -> str:
+    """The token with this id (hex) and these caveats, signed under its root key: the same
+    bytes as when it was minted. Only the server secret makes it, so what is stored to show
+    a token again (`stored_parts`) is no token."""
+    token_id_bytes = bytes.fromhex(token_id)
+    identifier = Identifier(IDENTIFIER_VERSION, bytes.fromhex(payment_hash), token_id_bytes)
     macaroon = Macaroon(
         location=LOCATION,
         identifier=identifier.encode(),
-        key=root_key(token_id),
+        key=root_key(token_id_bytes),
         version=MACAROON_V2,
     )
-    for condition, value in caveats:
-        macaroon.add_first_party_caveat(f"{condition}={value}")
+    for caveat in caveats:
+        macaroon.add_first_party_caveat(caveat)
     return base64.b64encode(BinarySerializer().serialize_raw(macaroon)).decode()
+
+
+def stored_parts(encoded: str) -> tuple[str, list[str]]:
+    """What to keep of a token this server minted: its id (hex) and caveats, without its
+    signature. With the payment hash, `assemble` makes the token again."""
+    macaroon = decode_macaroon(encoded)
+    token_id = Identifier.decode(macaroon.identifier).token_id
+    return token_id.hex(), [caveat.decode() for caveat in macaroon.caveats]
 
 
 def parse_authorization(header: str) -> tuple[str, str] | None:
@@ -319,6 +332,39 @@ def check_scope(token: Token, scope: RequestScope) -> None:
         raise CredentialError(
             401, "token_out_of_scope", f"the endpoint {scope.endpoint} needs its own token"
         )
+
+
+# Conditions that only the request itself can satisfy.
+REQUEST_BOUND = (METHOD, PATH, BODY_SHA256)
+
+
+def check_without_request(token: Token, merchant: str) -> None:
+    """Every caveat of a token, where there is no request to hold it against (a merchant's
+    server asking whether a credential is good): every merchant and expiry caveat holds,
+    repeated conditions agree (two different resources can never both hold), and a
+    caveat only a request could satisfy fails closed."""
+    if not any(condition in token.caveats for condition in SCOPES):
+        raise CredentialError(401, "token_out_of_scope", "the token names no resource")
+    merchants = token.caveats.get(MERCHANT, ())
+    _require(
+        bool(merchants) and all(value == merchant for value in merchants),
+        "the token was issued for another merchant",
+    )
+    for condition, values in token.caveats.items():
+        if condition in REQUEST_BOUND:
+            raise CredentialError(
+                401,
+                "token_out_of_scope",
+                f"the token is restricted to a {condition} that this check cannot see",
+            )
+        if condition not in (EXPIRES, MERCHANT, AMOUNT, ENDPOINT, *SCOPES):
+            raise CredentialError(401, "invalid_caveat", f"unknown caveat condition {condition!r}")
+        if condition != EXPIRES and len(set(values)) > 1:
+            raise CredentialError(
+                401, "token_out_of_scope", f"the token's {condition} caveats disagree"
+            )
+    for value in token.caveats.get(EXPIRES, ()):
+        _check_caveat(EXPIRES, value, RequestScope())
 
 
 def _check_caveat(condition: str, value: str, scope: RequestScope) -> None:

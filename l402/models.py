@@ -3,15 +3,22 @@ paywalled content, reverse proxies with their priced endpoints, and one-time req
 
 Tokens themselves are not stored: their root keys derive from a server secret, so a
 reusable token is checked from the request alone. A challenge row records the offer for
-listings, stats and the `l402.paid` event.
+listings, stats and the `l402.paid` event, and the token's id and caveats, from which the
+server secret makes the token again when it must be shown again: a database read (the
+paid invoice's preimage included) yields no working credential.
 """
 
 import secrets
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
 
 from checkout.models import public_id
+from config.money import MAX_SATS
+
+from . import macaroons, paths
 
 
 def _challenge_id():
@@ -50,7 +57,9 @@ class L402Challenge(models.Model):
     )
     price_sats = models.BigIntegerField()
     description = models.CharField(max_length=640, blank=True)
-    macaroon = models.TextField()
+    # The token without its signature (l402.macaroons.stored_parts): see `macaroon`.
+    token_id = models.CharField(max_length=64)
+    caveats = models.JSONField(default=list)
     idempotency_key = models.CharField(max_length=256, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -60,8 +69,25 @@ class L402Challenge(models.Model):
             models.Index(fields=["merchant", "idempotency_key", "-created_at"]),
         ]
 
+    _macaroon: str | None = None
+
     def __str__(self):
         return f"{self.resource} ({self.price_sats} sats)"
+
+    @property
+    def macaroon(self) -> str:
+        """The token (standard base64), made again from its id and caveats with the server
+        secret; `L402Challenge(macaroon=...)` keeps only those parts of a minted token."""
+        if self._macaroon is None:
+            self._macaroon = macaroons.assemble(
+                self.invoice.payment_hash, self.token_id, self.caveats
+            )
+        return self._macaroon
+
+    @macaroon.setter
+    def macaroon(self, value: str) -> None:
+        self.token_id, self.caveats = macaroons.stored_parts(value)
+        self._macaroon = value
 
     @property
     def status(self) -> str:
@@ -83,7 +109,7 @@ class PaidContent(models.Model):
     title = models.CharField(max_length=200)
     teaser = models.TextField(blank=True)
     body = models.TextField()
-    price_sats = models.PositiveBigIntegerField()
+    price_sats = models.PositiveBigIntegerField(validators=[MaxValueValidator(MAX_SATS)])
     is_published = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -97,6 +123,23 @@ class PaidContent(models.Model):
 
     def __str__(self):
         return self.title
+
+
+def valid_path_pattern(value):
+    """The bounds of l402.paths for a pattern saved outside the API (the admin)."""
+    try:
+        paths.clean_pattern(value)
+    except paths.InvalidPath as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def valid_path_patterns(value):
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Must be a list of path patterns.")
+    try:
+        paths.clean_patterns(value)
+    except paths.InvalidPath as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _proxy_suffix():
@@ -113,15 +156,16 @@ class Proxy(models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     target_base_url = models.URLField(max_length=2000)
-    default_price_sats = models.PositiveBigIntegerField()
+    default_price_sats = models.PositiveBigIntegerField(validators=[MaxValueValidator(MAX_SATS)])
     is_active = models.BooleanField(default=True)
     auth_header = models.CharField(max_length=100, blank=True)
     # Encrypted (l402.secrets): the gateway must send it upstream, so it cannot be hashed.
     auth_value_encrypted = models.TextField(blank=True)
     timeout_seconds = models.PositiveIntegerField(default=30)
     allowed_methods = models.JSONField(default=list, blank=True)  # empty: all
-    allowed_paths = models.JSONField(default=list, blank=True)  # glob patterns; empty: all
-    blocked_paths = models.JSONField(default=list, blank=True)
+    # Patterns (l402.paths); empty allowed_paths: all.
+    allowed_paths = models.JSONField(default=list, blank=True, validators=[valid_path_patterns])
+    blocked_paths = models.JSONField(default=list, blank=True, validators=[valid_path_patterns])
     manifest_enabled = models.BooleanField(default=True)
     manifest_publicly_listed = models.BooleanField(default=False)
     service_description = models.TextField(blank=True)
@@ -146,7 +190,7 @@ class Proxy(models.Model):
 
 
 class ProxyEndpoint(models.Model):
-    """One priced route of a proxy; `path` may hold `{param}` segments and a trailing `*`."""
+    """One priced route of a proxy; `path` is a pattern (l402.paths)."""
 
     class Method(models.TextChoices):
         GET = "GET"
@@ -159,10 +203,10 @@ class ProxyEndpoint(models.Model):
 
     proxy = models.ForeignKey(Proxy, on_delete=models.CASCADE, related_name="endpoints")
     endpoint_id = models.SlugField(max_length=100)
-    path = models.CharField(max_length=500)
+    path = models.CharField(max_length=500, validators=[valid_path_pattern])
     http_method = models.CharField(max_length=7, choices=Method.choices)
     summary = models.CharField(max_length=500, blank=True)
-    base_price_sats = models.PositiveBigIntegerField()
+    base_price_sats = models.PositiveBigIntegerField(validators=[MaxValueValidator(MAX_SATS)])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -183,9 +227,18 @@ class ProxyEndpoint(models.Model):
 
 class OneTimeKey(models.Model):
     """A key that pays for exactly one request (method, path, body) through a proxy.
-    Stored as its SHA-256; spent by a conditional UPDATE, so only one use ever wins."""
+    Stored as its SHA-256; spent by a conditional UPDATE, so only one use ever wins.
 
-    proxy = models.ForeignKey(Proxy, on_delete=models.CASCADE, related_name="one_time_keys")
+    A key outlives its proxy: what was sold (merchant, proxy id, request, price, invoice)
+    stays on the merchant's books when the proxy is deleted, and the key then answers 410."""
+
+    merchant = models.ForeignKey(
+        "checkout.Merchant", on_delete=models.CASCADE, related_name="l402_one_time_keys"
+    )
+    proxy = models.ForeignKey(
+        Proxy, null=True, on_delete=models.SET_NULL, related_name="one_time_keys"
+    )
+    proxy_public_id = models.CharField(max_length=80, db_index=True)  # Proxy.proxy_id
     key_hash = models.CharField(max_length=64, unique=True)
     invoice = models.OneToOneField(
         "lightning.Invoice", on_delete=models.PROTECT, related_name="l402_one_time_key"
@@ -194,7 +247,8 @@ class OneTimeKey(models.Model):
     path = models.CharField(max_length=2000)
     body_sha256 = models.CharField(max_length=64)
     price_sats = models.BigIntegerField()
-    price_usd = models.DecimalField(max_digits=18, decimal_places=8, null=True, blank=True)
+    # Room for MAX_SATS at checkout.rates.MAX_RATE (10^15 USD/BTC): 23 digits + 8 places.
+    price_usd = models.DecimalField(max_digits=31, decimal_places=8, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     spent_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,6 +2,9 @@ import re
 
 from rest_framework import serializers
 
+from config.money import MAX_SATS
+
+from . import paths
 from .manifest import manifest_url, proxy_base_url
 from .models import L402Challenge, PaidContent, Proxy, ProxyEndpoint
 from .services import PROXY_METHODS
@@ -12,7 +15,7 @@ FORBIDDEN_AUTH_HEADERS = {"host", "content-length", "transfer-encoding", "connec
 
 class ChallengeRequest(serializers.Serializer):
     resource = serializers.CharField(max_length=500)
-    priceSats = serializers.IntegerField(min_value=1, max_value=21_000_000 * 10**8)
+    priceSats = serializers.IntegerField(min_value=1, max_value=MAX_SATS)
     description = serializers.CharField(
         max_length=640, required=False, allow_blank=True, allow_null=True, default=""
     )
@@ -87,7 +90,7 @@ class ContentItem(ContentSummary):
 
 
 class ContentCreate(serializers.ModelSerializer):
-    priceSats = serializers.IntegerField(source="price_sats", min_value=1)
+    priceSats = serializers.IntegerField(source="price_sats", min_value=1, max_value=MAX_SATS)
     isPublished = serializers.BooleanField(source="is_published", default=True)
 
     class Meta:
@@ -108,7 +111,9 @@ class BundleResponse(serializers.Serializer):
 class ProxyEndpointSerializer(serializers.ModelSerializer):
     endpointId = serializers.SlugField(source="endpoint_id", max_length=100)
     httpMethod = serializers.CharField(source="http_method", max_length=7)
-    basePriceSats = serializers.IntegerField(source="base_price_sats", min_value=1)
+    basePriceSats = serializers.IntegerField(
+        source="base_price_sats", min_value=1, max_value=MAX_SATS
+    )
     summary = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
     class Meta:
@@ -116,9 +121,10 @@ class ProxyEndpointSerializer(serializers.ModelSerializer):
         fields = ["endpointId", "path", "httpMethod", "summary", "basePriceSats"]
 
     def validate_path(self, value):
-        if not value.startswith("/"):
-            raise serializers.ValidationError("Must start with /.")
-        return value
+        try:
+            return paths.clean_pattern(value)
+        except paths.InvalidPath as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
     def validate_httpMethod(self, value):
         return _method(value)
@@ -130,11 +136,22 @@ def _method(value: str) -> str:
     return value.upper()
 
 
-def _path_patterns(value):
-    for pattern in value:
-        if not pattern.startswith("/"):
-            raise serializers.ValidationError(f"{pattern!r} must start with /.")
-    return value
+class PathPatterns(serializers.ListField):
+    """Path patterns (l402.paths), bounded and stored in normal form."""
+
+    def __init__(self, **kwargs):
+        super().__init__(
+            child=serializers.CharField(max_length=paths.MAX_PATTERN_LENGTH),
+            required=False,
+            default=list,
+            **kwargs,
+        )
+
+    def to_internal_value(self, data):
+        try:
+            return paths.clean_patterns(super().to_internal_value(data))
+        except paths.InvalidPath as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class ProxySerializer(serializers.ModelSerializer):
@@ -142,7 +159,9 @@ class ProxySerializer(serializers.ModelSerializer):
 
     proxyId = serializers.CharField(source="proxy_id", read_only=True)
     targetBaseUrl = serializers.URLField(source="target_base_url", max_length=2000)
-    defaultPriceSats = serializers.IntegerField(source="default_price_sats", min_value=1)
+    defaultPriceSats = serializers.IntegerField(
+        source="default_price_sats", min_value=1, max_value=MAX_SATS
+    )
     isActive = serializers.BooleanField(source="is_active", default=True)
     authHeader = serializers.CharField(
         source="auth_header", max_length=100, required=False, allow_blank=True, default=""
@@ -158,20 +177,8 @@ class ProxySerializer(serializers.ModelSerializer):
         required=False,
         default=list,
     )
-    allowedPaths = serializers.ListField(
-        source="allowed_paths",
-        child=serializers.CharField(max_length=500),
-        required=False,
-        default=list,
-        validators=[_path_patterns],
-    )
-    blockedPaths = serializers.ListField(
-        source="blocked_paths",
-        child=serializers.CharField(max_length=500),
-        required=False,
-        default=list,
-        validators=[_path_patterns],
-    )
+    allowedPaths = PathPatterns(source="allowed_paths")
+    blockedPaths = PathPatterns(source="blocked_paths")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     proxyUrl = serializers.SerializerMethodField()
     manifestUrl = serializers.SerializerMethodField()

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
@@ -20,6 +21,7 @@ from django.utils.text import slugify
 from agents import services as agents_services
 from checkout.models import Merchant
 from checkout.rates import RateUnavailable, get_rate
+from config.money import MAX_SATS
 from config.problems import Problem
 from config.ssrf import UnsafeTarget, check_url
 from lightning import services as lightning
@@ -27,7 +29,7 @@ from lightning.backends.base import NodeError
 from lightning.models import Invoice
 from webhooks.services import emit, isoformat
 
-from . import macaroons
+from . import macaroons, paths
 from .forwarding import seal
 from .macaroons import CredentialError, RequestScope, Token
 from .models import L402Challenge, OneTimeKey, PaidContent, Proxy, ProxyEndpoint
@@ -54,6 +56,22 @@ class Offer:
     description: str = ""
     proxy: Proxy | None = None
     scope: RequestScope = field(default_factory=RequestScope)
+
+    def __post_init__(self):
+        check_sellable(self.price_sats, self.resource)
+
+
+def check_sellable(price_sats: int, what: str) -> None:
+    """A stored price the gateway cannot sell (saved before prices were bounded, or
+    written around the API) refuses the sale with a 503 instead of failing on the node or
+    the database."""
+    if not 1 <= price_sats <= MAX_SATS:
+        raise Problem(
+            503,
+            "price_out_of_range",
+            f"{what} is priced at {price_sats} sats, outside 1..{MAX_SATS}: "
+            "its merchant must correct the price",
+        )
 
 
 # --- challenges -------------------------------------------------------------------------
@@ -223,7 +241,8 @@ class Verification:
 
 def verify_merchant_credential(merchant: Merchant, macaroon: str, preimage: str) -> Verification:
     """For a merchant's server that sells its own resources through challenges: is this
-    macaroon + preimage a paid, unexpired token of this merchant?"""
+    macaroon + preimage a paid, unexpired token of this merchant? Every caveat counts,
+    also those its holder added (an earlier expiry, a second resource)."""
     try:
         token = macaroons.verify(macaroon, preimage)
     except CredentialError as exc:
@@ -236,11 +255,10 @@ def verify_merchant_credential(merchant: Merchant, macaroon: str, preimage: str)
         amount_sats=token.amount_sats,
         payment_hash=token.payment_hash,
     )
-    if facts["merchant_id"] != merchant.public_id:
-        return Verification(valid=False, error="the token was issued for another merchant", **facts)
-    expires = token.expires_at
-    if expires is not None and time.time() >= expires:
-        return Verification(valid=False, error="the token has expired", **facts)
+    try:
+        macaroons.check_without_request(token, merchant.public_id)
+    except CredentialError as exc:
+        return Verification(valid=False, error=str(exc), **facts)
     return Verification(valid=True, **facts)
 
 
@@ -291,10 +309,20 @@ def bundle_items(slugs: list[str]) -> list[PaidContent]:
 
 def bundle_offer(items: list[PaidContent]) -> Offer:
     slugs = ",".join(item.slug for item in items)
+    for item in items:
+        check_sellable(item.price_sats, f"content/{item.slug}")
+    price = sum(item.price_sats for item in items)
+    if price > MAX_SATS:
+        raise Problem(
+            400,
+            "validation_error",
+            f"these items cost {price} sats together, more than {MAX_SATS}",
+            {"slugs": [f"Together these items cost more than {MAX_SATS} sats."]},
+        )
     return Offer(
         kind=L402Challenge.Kind.BUNDLE,
         resource=f"bundle/{slugs}",
-        price_sats=sum(item.price_sats for item in items),
+        price_sats=price,
         caveats=[(macaroons.CONTENT, slugs)],
         merchant=items[0].merchant,
         description=f"Bundle of {len(items)} items",
@@ -343,13 +371,17 @@ def create_proxy(merchant: Merchant, auth_value: str = "", **fields) -> Proxy:
 
 
 def update_proxy(proxy: Proxy, auth_value: str | None = None, **fields) -> Proxy:
+    """Write only the fields given: a change made meanwhile by another request (an
+    unpublish, another edit) to any other field stays."""
     if "target_base_url" in fields:
         _vet_or_400(fields["target_base_url"])
     for name, value in fields.items():
         setattr(proxy, name, value)
+    changed = [*fields, "updated_at"]
     if auth_value is not None:
         proxy.auth_value_encrypted = seal(auth_value) if auth_value else ""
-    proxy.save()
+        changed.append("auth_value_encrypted")
+    proxy.save(update_fields=changed)
     return proxy
 
 
@@ -382,7 +414,7 @@ def save_endpoint(proxy: Proxy, endpoint_id: str, **fields) -> tuple[ProxyEndpoi
     """Price one route (create, or update the endpoint with this id)."""
     clash = (
         ProxyEndpoint.objects.filter(
-            proxy=proxy, http_method=fields["http_method"], path=fields["path"]
+            proxy=proxy, http_method=fields["http_method"], path__iexact=fields["path"]
         )
         .exclude(endpoint_id=endpoint_id)
         .first()
@@ -424,6 +456,14 @@ def get_proxy_for_request(proxy_id: str) -> Proxy:
     try:
         proxy = Proxy.objects.select_related("merchant").get(proxy_id=proxy_id)
     except Proxy.DoesNotExist:
+        if OneTimeKey.objects.filter(proxy__isnull=True, proxy_public_id=proxy_id).exists():
+            raise Problem(
+                410,
+                "proxy_deleted",
+                f"the proxy {proxy_id} was deleted by its merchant: one-time keys bought for "
+                "it can no longer be used; their payments stay on the merchant's books, so "
+                "ask the merchant for a refund",
+            ) from None
         raise Problem(404, "not_found", f"there is no proxy {proxy_id!r}") from None
     if proxy.retired_at is not None:
         raise Problem(410, "proxy_retired", f"the proxy {proxy_id} was retired")
@@ -434,10 +474,13 @@ def get_proxy_for_request(proxy_id: str) -> Proxy:
 
 def route(proxy: Proxy, method: str, path: str) -> Route:
     """Refuse what the proxy does not allow (before any invoice is made) and find the
-    priced endpoint, if any."""
-    path = "/" + path.lstrip("/")
-    if any(segment in (".", "..") for segment in path.split("/")):
-        raise Problem(400, "invalid_path", "'.' and '..' path segments are not allowed")
+    priced endpoint, if any. Everything is decided on the normalised path (l402.paths),
+    and that path is the one forwarded."""
+    try:
+        path = paths.normalise("/" + path)
+    except paths.InvalidPath as exc:
+        raise Problem(400, "invalid_path", str(exc)) from None
+    key = path.lower()
     allowed_methods = [m.upper() for m in proxy.allowed_methods] or list(PROXY_METHODS)
     if method not in allowed_methods:
         raise Problem(
@@ -446,30 +489,19 @@ def route(proxy: Proxy, method: str, path: str) -> Route:
             f"{method} is not allowed on this proxy",
             headers={"Allow": ", ".join(allowed_methods)},
         )
-    if proxy.allowed_paths and not any(_matches(p, path) for p in proxy.allowed_paths):
+    if proxy.allowed_paths and not any(paths.matches(p, key) for p in proxy.allowed_paths):
         raise Problem(403, "path_not_allowed", f"{path} is not among this proxy's allowed paths")
-    if any(_matches(p, path) for p in proxy.blocked_paths):
+    if any(paths.matches(p, key) for p in proxy.blocked_paths):
         raise Problem(403, "path_not_allowed", f"{path} is blocked on this proxy")
     endpoint = next(
-        (e for e in proxy.endpoints.all() if e.http_method == method and _matches(e.path, path)),
+        (
+            e
+            for e in proxy.endpoints.all()
+            if e.http_method == method and paths.matches(e.path, key)
+        ),
         None,
     )
     return Route(proxy=proxy, method=method, path=path, endpoint=endpoint)
-
-
-_pattern_cache: dict[str, re.Pattern] = {}
-
-
-def _matches(pattern: str, path: str) -> bool:
-    """`/v1/items/{id}` matches one segment per `{param}`; `*` matches anything."""
-    compiled = _pattern_cache.get(pattern)
-    if compiled is None:
-        parts = re.split(r"(\{[^/{}]+\}|\*)", pattern)
-        regex = "".join(
-            "[^/]+" if p.startswith("{") else ".*" if p == "*" else re.escape(p) for p in parts
-        )
-        compiled = _pattern_cache.setdefault(pattern, re.compile(regex + r"\Z"))
-    return compiled.match(path) is not None
 
 
 def proxy_offer(target: Route, body: bytes) -> Offer:
@@ -510,7 +542,12 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
     """An invoice and a key that, once the invoice is paid, runs exactly this request once."""
     proxy = get_proxy_for_request(proxy_id)
     path, _, query = path.partition("?")
+    try:
+        path = unquote(path, errors="strict")  # as a server decodes the request's path
+    except UnicodeDecodeError:
+        raise Problem(400, "invalid_path", "the path is not percent-encoded UTF-8") from None
     target = route(proxy, method.upper(), path)
+    check_sellable(target.price_sats, f"{target.method} {target.path}")
     try:
         rate, _ = get_rate("USD")
         price_usd = (Decimal(target.price_sats) * rate / Decimal(10**8)).quantize(
@@ -523,7 +560,9 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
 
     def record(invoice):
         return OneTimeKey.objects.create(
+            merchant=proxy.merchant,
             proxy=proxy,
+            proxy_public_id=proxy.proxy_id,
             key_hash=hashlib.sha256(raw.encode()).hexdigest(),
             invoice=invoice,
             method=target.method,
@@ -612,31 +651,39 @@ def announce_paid(invoice: Invoice) -> None:
             source=f"l402:{challenge.pk}",
         )
         if challenge.proxy is not None:
-            _count_for_agent(challenge.proxy, challenge.price_sats, invoice.payment_hash)
+            _count_for_agent(
+                challenge.proxy.proxy_id,
+                challenge.proxy.merchant_id,
+                challenge.price_sats,
+                invoice.payment_hash,
+            )
         return
-    key = OneTimeKey.objects.select_related("proxy__merchant").filter(invoice=invoice).first()
+    # The key's own record, not its proxy: the proxy may be deleted by now.
+    key = OneTimeKey.objects.select_related("merchant").filter(invoice=invoice).first()
     if key is not None:
         emit(
-            key.proxy.merchant,
+            key.merchant,
             "l402.paid",
             {
                 "challengeId": None,
                 "kind": "one_time_key",
-                "resource": f"proxy/{key.proxy.proxy_id} {key.method} {key.path}",
-                "proxyId": key.proxy.proxy_id,
+                "resource": f"proxy/{key.proxy_public_id} {key.method} {key.path}",
+                "proxyId": key.proxy_public_id,
                 "amountSats": key.price_sats,
                 "paymentHash": invoice.payment_hash,
                 "paidAt": isoformat(invoice.paid_at),
             },
             source=f"l402-key:{key.pk}",
         )
-        _count_for_agent(key.proxy, key.price_sats, invoice.payment_hash)
+        _count_for_agent(key.proxy_public_id, key.merchant_id, key.price_sats, invoice.payment_hash)
 
 
-def _count_for_agent(proxy: Proxy, amount_sats: int, payment_hash: str) -> None:
-    """A paid call through a proxy that an agent sells as a capability counts in that
-    agent's stats (requests and revenue)."""
-    agents_services.record_l402_payment(f"/l402/proxy/{proxy.proxy_id}", amount_sats, payment_hash)
+def _count_for_agent(proxy_id: str, merchant_id: int, amount_sats: int, payment_hash: str):
+    """A paid call through a proxy that an agent of the proxy's merchant sells as a
+    capability counts in that agent's stats (requests and revenue)."""
+    agents_services.record_l402_payment(
+        f"/l402/proxy/{proxy_id}", amount_sats, payment_hash, seller_id=merchant_id
+    )
 
 
 # --- stats --------------------------------------------------------------------------------
@@ -657,7 +704,7 @@ def l402_stats(merchant: Merchant) -> dict:
         )
         .order_by("-revenue", "resource")
     )
-    keys = OneTimeKey.objects.filter(proxy__merchant=merchant)
+    keys = OneTimeKey.objects.filter(merchant=merchant)  # also those of deleted proxies
     key_totals = keys.aggregate(
         issued=Count("pk"),
         paid=Count("pk", filter=paid),

@@ -52,5 +52,8 @@ urlpatterns = [
     re_path(
         PROXY + r"openapi\.json\Z", views.ProxyOpenApiView.as_view(), name="l402-proxy-openapi"
     ),
-    re_path(PROXY + r"(?P<path>.*)\Z", views.ProxyRequestView.as_view(), name="l402-proxy-request"),
+    # Any character (also a newline): l402.paths refuses what it must with a clear 400.
+    re_path(
+        PROXY + r"(?P<path>(?s:.*))\Z", views.ProxyRequestView.as_view(), name="l402-proxy-request"
+    ),
 ]

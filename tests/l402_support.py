@@ -33,6 +33,7 @@ class Seen:
     path: str
     headers: dict
     body: bytes
+    header_list: list[tuple[str, str]] = field(default_factory=list)  # repeats kept
 
 
 @dataclass
@@ -69,7 +70,9 @@ def start_upstream() -> Upstream:
         def _handle(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            upstream.seen.append(Seen(self.command, self.path, dict(self.headers), body))
+            upstream.seen.append(
+                Seen(self.command, self.path, dict(self.headers), body, self.headers.items())
+            )
             route = self.path.split("?")[0].rsplit("/", 1)[-1]
             if route == "slow":
                 upstream.release.wait(3)

@@ -7,6 +7,7 @@ import os
 import secrets
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import bolt11
@@ -343,6 +344,57 @@ def test_a_merchant_challenge_and_its_verification(client, shop):
         foreign["valid"] is False
         and foreign["error"] == "the token was issued for another merchant"
     )
+
+
+def test_verify_holds_every_caveat_of_an_attenuated_token(client, shop, monkeypatch):
+    """The holder narrows the token with pymacaroons (an independent implementation): an
+    earlier expiry, a second merchant or resource. Every caveat must hold, not the first."""
+    merchant, key = shop
+    body = client.post(
+        "/api/l402/challenges",
+        {"resource": "report-2026", "priceSats": 5},
+        content_type="application/json",
+        **key,
+    ).json()
+    preimage = pay(body["invoice"])
+
+    def narrowed(*caveats):
+        mac = Macaroon.deserialize(body["macaroon"].replace("+", "-").replace("/", "_"))
+        for caveat in caveats:
+            mac.add_first_party_caveat(caveat)
+        return mac.serialize()  # URL-safe, unpadded: pymacaroons' own form
+
+    def verify(macaroon):
+        response = client.post(
+            "/api/l402/challenges/verify",
+            {"macaroon": macaroon, "preimage": preimage},
+            content_type="application/json",
+            **key,
+        )
+        assert response.status_code == 200
+        return response.json()
+
+    now = time.time()
+    within_the_hour = narrowed(f"expires={int(now) + 3600}")
+    assert verify(within_the_hour)["valid"] is True  # the minted expiry is a day away
+    monkeypatch.setattr(macaroons.time, "time", lambda: now + 7200)
+    late = verify(within_the_hour)
+    assert late["valid"] is False and "expired" in late["error"]
+    assert verify(body["macaroon"])["valid"] is True  # the token as sold still holds
+    monkeypatch.undo()
+
+    assert "expired" in verify(narrowed(f"expires={int(now) - 1}"))["error"]
+    for caveats, says in (
+        (["merchant=mch_someone_else"], "another merchant"),
+        (["resource=another-report"], "resource caveats disagree"),
+        (["amount=1000000"], "amount caveats disagree"),
+        (["method=GET"], "cannot see"),
+        (["colour=blue"], "unknown caveat"),
+    ):
+        answer = verify(narrowed(*caveats))
+        assert answer["valid"] is False and says in answer["error"], (caveats, answer)
+        assert answer["resource"] == "report-2026"  # what it was sold for, still reported
+    assert verify(narrowed("resource=report-2026"))["valid"] is True  # the same twice holds
 
 
 def test_challenge_input_is_checked(client, shop):

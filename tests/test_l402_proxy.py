@@ -13,8 +13,13 @@ from django.test import Client
 
 from checkout.models import ApiKey
 from checkout.services import create_merchant, issue_api_key
-from l402.models import OneTimeKey
+from l402 import services
+from l402.models import OneTimeKey, Proxy
+from lightning import services as lightning
+from lightning.backends import get_backend
 from lightning.models import Invoice
+from webhooks.models import WebhookEvent
+from webhooks.services import create_endpoint
 
 from .l402_support import credential, pay, start_upstream
 
@@ -102,6 +107,28 @@ def test_a_proxy_is_created_read_updated_and_deleted(client, shop, upstream, pro
     assert changed.json()["hasAuthValue"] is True  # kept when not sent
     assert client.delete(url, **key).status_code == 204
     assert client.get(url, **key).status_code == 404
+
+
+def test_an_edit_does_not_undo_what_another_request_changed_meanwhile(client, shop, proxy):
+    _, key = shop
+    url = f"/api/proxy/{proxy['proxyId']}"
+    # Each request loaded the proxy before the other one wrote.
+    editing, retiring = (Proxy.objects.get(proxy_id=proxy["proxyId"]) for _ in range(2))
+    services.unpublish_proxy(retiring, "moved")
+    services.update_proxy(editing, name="Renamed", auth_value="rotated")
+    fresh = client.get(url, **key).json()
+    assert fresh["name"] == "Renamed" and fresh["hasAuthValue"] is True
+    assert fresh["retired"] is True and fresh["isActive"] is False  # not undone
+    assert fresh["retiredReason"] == "moved"
+
+    pricing, timing = (Proxy.objects.get(proxy_id=proxy["proxyId"]) for _ in range(2))
+    services.update_proxy(pricing, default_price_sats=5)
+    services.update_manifest_settings(timing, service_description="Forecasts by city")
+    services.update_proxy(timing, timeout_seconds=3)
+    fresh = client.get(url, **key).json()
+    assert fresh["defaultPriceSats"] == 5 and fresh["timeout"] == 3
+    assert fresh["serviceDescription"] == "Forecasts by city"
+    assert fresh["name"] == "Renamed"
 
 
 def test_another_merchant_sees_none_of_it(client, proxy):
@@ -227,6 +254,24 @@ def test_a_paid_request_is_forwarded_with_query_body_and_safe_headers(client, pr
     options = client.options(f"{base}/items/7", HTTP_AUTHORIZATION=token)
     assert options.status_code == 200
     assert Invoice.objects.count() == invoices  # one payment, many requests
+
+
+def test_a_client_cannot_send_its_own_value_of_the_injected_header(client, shop, upstream):
+    _, key = shop
+    proxy = make_proxy(client, key, upstream.url, authHeader="x-upstream-KEY")
+    base = f"/l402/proxy/{proxy['proxyId']}"
+    token, _ = paid_token(client, f"{base}/data")
+    # The client's header, in another case (and as X_Upstream_Key, which WSGI reads alike).
+    echo(client.get(f"{base}/data", HTTP_AUTHORIZATION=token, HTTP_X_UPSTREAM_KEY="forged"))
+    sent = [(n, v) for n, v in upstream.seen[-1].header_list if n.lower() == "x-upstream-key"]
+    assert sent == [("x-upstream-KEY", "upstream-secret")]
+
+    bare = make_proxy(client, key, upstream.url, authHeader="X-Upstream-Key", authValue="")
+    assert bare["hasAuthValue"] is False
+    base = f"/l402/proxy/{bare['proxyId']}"
+    token, _ = paid_token(client, f"{base}/data")
+    echo(client.get(f"{base}/data", HTTP_AUTHORIZATION=token, HTTP_X_UPSTREAM_KEY="forged"))
+    assert not [n for n, _ in upstream.seen[-1].header_list if n.lower() == "x-upstream-key"]
 
 
 def test_the_answer_comes_back_as_the_upstream_sent_it(client, proxy, upstream):
@@ -495,6 +540,58 @@ def test_only_one_time_keys_are_taken_on_the_proxy(client, shop, proxy, upstream
         content_type="application/json",
     )
     assert refused.status_code == 400
+
+
+def settle(bolt11: str) -> str:
+    """Pay, and record the payment as the watcher would; returns the payment hash."""
+    payment = get_backend().pay_invoice(bolt11)
+    lightning.apply_settlements([get_backend().lookup_invoice(payment.payment_hash)])
+    return payment.payment_hash
+
+
+def test_deleting_a_proxy_keeps_what_its_one_time_keys_sold(client, shop, proxy, upstream):
+    merchant, key = shop
+    create_endpoint(merchant, "https://shop.example.com/hooks", ["l402.paid"])
+    paid_unspent = buy_key(client, proxy)
+    settle(paid_unspent["paymentRequest"])
+    spent = buy_key(client, proxy, body='{"q": 2}')
+    pay(spent["paymentRequest"])
+    url = f"/l402/proxy/{proxy['proxyId']}/search"
+    used = client.post(url, '{"q": 2}', "application/json", HTTP_X_API_KEY=spent["apikey"])
+    assert echo(used)["body"] == '{"q": 2}'
+    unpaid = buy_key(client, proxy, body='{"q": 3}')
+
+    assert client.delete(f"/api/proxy/{proxy['proxyId']}", **key).status_code == 204
+    assert not Proxy.objects.exists()
+    keys = OneTimeKey.objects.select_related("invoice").order_by("pk")
+    assert [(k.proxy_public_id, k.merchant, k.price_sats) for k in keys] == [
+        (proxy["proxyId"], merchant, 21)
+    ] * 3
+    assert [k.invoice.state for k in keys] == ["paid", "paid", "open"]
+    assert [k.spent_at is not None for k in keys] == [False, True, False]
+    stats = client.get("/api/stats/l402", **key).json()
+    assert stats["oneTimeKeys"] == {"issued": 3, "paid": 2, "spent": 1, "revenueSats": 42}
+    assert stats["revenueSats"] == 42
+
+    # The buyer of the paid, unspent key is told what happened, not "no such proxy".
+    gone = client.post(url, '{"q": 1}', "application/json", HTTP_X_API_KEY=paid_unspent["apikey"])
+    assert gone.status_code == 410 and gone["Content-Type"] == "application/problem+json"
+    assert gone.json()["error"] == "proxy_deleted" and "refund" in gone.json()["detail"]
+    again = client.post(
+        "/api/invoice",
+        {"proxyId": proxy["proxyId"], "method": "POST", "path": "/search"},
+        content_type="application/json",
+    )
+    assert again.status_code == 410
+    assert client.get("/l402/proxy/never-existed-1/x").status_code == 404
+
+    # A key paid after its proxy is gone is still announced to the merchant.
+    payment_hash = settle(unpaid["paymentRequest"])
+    events = WebhookEvent.objects.filter(merchant=merchant, type="l402.paid")
+    announced = {json.loads(e.body)["data"]["paymentHash"]: e for e in events}
+    late = json.loads(announced[payment_hash].body)["data"]
+    assert late["proxyId"] == proxy["proxyId"] and late["amountSats"] == 21
+    assert len(upstream.seen) == 1
 
 
 @pytest.mark.django_db(transaction=True)
