@@ -49,9 +49,9 @@ def test_paid_proxy_calls_count_only_for_the_proxy_owners_agent(api, upstream, s
     )
     assert created.status_code == 201, created.content
     proxy_id = created.json()["proxyId"]
-    seller = Signer()  # the shop's own agent: registered with the shop's key
+    seller = Signer()  # the shop's own agent: its key proved it for the shop
     register(api, seller, HTTP_X_API_KEY=key)
-    verify(api, seller)
+    verify(api, seller, HTTP_X_API_KEY=key)
     publish(api, seller, l402Endpoint=f"{settings.PUBLIC_BASE_URL}/l402/proxy/{proxy_id}")
     bystander = verified_agent(api, name="Bystander")
     publish(api, bystander, service_id="other", l402Endpoint="/l402/proxy/someone-else")
@@ -62,7 +62,7 @@ def test_paid_proxy_calls_count_only_for_the_proxy_owners_agent(api, upstream, s
     _, other_key = create_merchant("Other shop")
     other_shops_agent = Signer()
     register(api, other_shops_agent, name="Other shop's agent", HTTP_X_API_KEY=other_key)
-    verify(api, other_shops_agent)
+    verify(api, other_shops_agent, HTTP_X_API_KEY=other_key)
     publish(api, other_shops_agent, l402Endpoint=f"/l402/proxy/{proxy_id}/forecast")
 
     for _ in range(2):
