@@ -25,7 +25,36 @@ def _challenge_id():
     return public_id("l402")
 
 
-class L402Challenge(models.Model):
+class StoredToken(models.Model):
+    """A model that shows an L402 token again (a challenge, a Shopify order) keeps only
+    its id and caveats (l402.macaroons.stored_parts) next to its `invoice`: `macaroon` is
+    made again from them with the server secret, so the row (and the paid invoice's
+    preimage beside it) is no working credential. Setting `macaroon` keeps those parts."""
+
+    token_id = models.CharField(max_length=64)
+    caveats = models.JSONField(default=list)
+
+    class Meta:
+        abstract = True
+
+    _macaroon: str | None = None
+
+    @property
+    def macaroon(self) -> str:
+        """The token (standard base64), byte for byte as it was minted."""
+        if self._macaroon is None:
+            self._macaroon = macaroons.assemble(
+                self.invoice.payment_hash, self.token_id, self.caveats
+            )
+        return self._macaroon
+
+    @macaroon.setter
+    def macaroon(self, value: str) -> None:
+        self.token_id, self.caveats = macaroons.stored_parts(value)
+        self._macaroon = value
+
+
+class L402Challenge(StoredToken):
     class Kind(models.TextChoices):
         RESOURCE = "resource"  # a merchant's resource via POST /api/l402/challenges
         DEMO = "demo"  # the gateway's own demo resources
@@ -57,9 +86,6 @@ class L402Challenge(models.Model):
     )
     price_sats = models.BigIntegerField()
     description = models.CharField(max_length=640, blank=True)
-    # The token without its signature (l402.macaroons.stored_parts): see `macaroon`.
-    token_id = models.CharField(max_length=64)
-    caveats = models.JSONField(default=list)
     idempotency_key = models.CharField(max_length=256, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -69,25 +95,8 @@ class L402Challenge(models.Model):
             models.Index(fields=["merchant", "idempotency_key", "-created_at"]),
         ]
 
-    _macaroon: str | None = None
-
     def __str__(self):
         return f"{self.resource} ({self.price_sats} sats)"
-
-    @property
-    def macaroon(self) -> str:
-        """The token (standard base64), made again from its id and caveats with the server
-        secret; `L402Challenge(macaroon=...)` keeps only those parts of a minted token."""
-        if self._macaroon is None:
-            self._macaroon = macaroons.assemble(
-                self.invoice.payment_hash, self.token_id, self.caveats
-            )
-        return self._macaroon
-
-    @macaroon.setter
-    def macaroon(self, value: str) -> None:
-        self.token_id, self.caveats = macaroons.stored_parts(value)
-        self._macaroon = value
 
     @property
     def status(self) -> str:

@@ -141,7 +141,7 @@ class ShopifyOrderAdmin(MerchantScoped):
     list_display = ["public_id", "store", "status", "total_usd", "paid_sats", "created_at"]
     list_filter = ["status", "store"]
     search_fields = ["public_id", "email", "shopify_order_number", "invoice__payment_hash"]
-    exclude = ["claim_token_hash", "macaroon"]
+    exclude = ["claim_token_hash", "token_id", "caveats"]
     inlines = [LineInline]
 
     def get_readonly_fields(self, request, obj=None):

@@ -4,6 +4,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from checkout.models import public_id
+from l402.models import StoredToken
 
 from .fields import EncryptedTextField
 
@@ -91,7 +92,7 @@ def _order_id():
     return public_id("shpfy")
 
 
-class ShopifyOrder(models.Model):
+class ShopifyOrder(StoredToken):
     """A cart bought with Lightning. Every state change is a conditional UPDATE."""
 
     class Status(models.TextChoices):
@@ -116,7 +117,6 @@ class ShopifyOrder(models.Model):
     total_usd = models.DecimalField(max_digits=12, decimal_places=2)
     amount_sats = models.BigIntegerField()
     rate = models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
-    macaroon = models.TextField(help_text="The L402 token minted for this order's invoice.")
     # sha256 of the claim token (the token itself is derived from a server secret and the
     # order id, so it can be handed out again to the payer, but is never stored).
     claim_token_hash = models.CharField(max_length=64, unique=True)

@@ -233,3 +233,43 @@ def test_existing_rows_are_brought_to_the_new_shape():
     assert (key.merchant.public_id, key.proxy_public_id) == ("mch_old", "old-proxy-1")
     key.proxy.delete()
     assert OneTimeKey.objects.get().proxy is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_shopify_orders_keep_the_parts_of_their_token():
+    apps = _migrate(("shopify_bridge", "0001_initial"))
+    merchant = apps.get_model("checkout", "Merchant").objects.create(
+        public_id="mch_shop", name="Old shop"
+    )
+    store = apps.get_model("shopify_bridge", "ShopifyStore").objects.create(
+        merchant=merchant, slug="old", name="Old", shop_domain="old.myshopify.com"
+    )
+    payment_hash = "ef" * 32
+    invoice = apps.get_model("lightning", "Invoice").objects.create(
+        payment_hash=payment_hash,
+        bolt11="lnbcrt1...",
+        amount_msat=5000,
+        created_at="2026-01-01T00:00:00Z",
+        expires_at="2026-01-01T00:15:00Z",
+        backend="devnode",
+    )
+    token = macaroons.mint(payment_hash, [("merchant", "mch_shop"), ("resource", "shopify:x")])
+    apps.get_model("shopify_bridge", "ShopifyOrder").objects.create(
+        public_id="shpfy_old",
+        store=store,
+        invoice=invoice,
+        subtotal_usd=1,
+        shipping_usd=0,
+        total_usd=1,
+        amount_sats=5,
+        macaroon=token,
+        claim_token_hash="f" * 64,
+    )
+
+    _migrate(("shopify_bridge", "0003_remove_shopifyorder_macaroon"))
+    from shopify_bridge.models import ShopifyOrder
+
+    order = ShopifyOrder.objects.select_related("invoice").get()
+    assert order.caveats == ["merchant=mch_shop", "resource=shopify:x"]
+    assert order.macaroon == token
+    assert not any(token in str(value) for value in ShopifyOrder.objects.values().get().values())

@@ -231,6 +231,22 @@ def test_catalog_to_shipped(shop, fake_shopify):
     ]
 
 
+def test_an_order_row_holds_no_working_token(shop):
+    """The paid invoice's preimage is in the database; the order's L402 token must not be:
+    only its id and caveats are kept, and the server secret signs them again."""
+    client = Client()
+    challenge = start(client, [{"variantId": 2001}]).json()
+    preimage = pay(challenge)
+    row = ShopifyOrder.objects.filter(public_id=challenge["orderId"]).values().get()
+    stored = json.dumps(row, default=str)
+    assert challenge["macaroon"] not in stored
+    signature = base64.b64decode(challenge["macaroon"])[-32:]
+    assert signature.hex() not in stored and base64.b64encode(signature).decode() not in stored
+    order = ShopifyOrder.objects.select_related("invoice").get(public_id=challenge["orderId"])
+    assert services.challenge(order)[0]["macaroon"] == challenge["macaroon"]
+    assert redeem(client, challenge, preimage).status_code == 200
+
+
 def test_the_hosted_page_shows_the_claim_link_once_paid(shop, fake_shopify):
     client = Client()
     challenge = start(client, [{"variantId": 3001, "quantity": 3}]).json()
