@@ -254,6 +254,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["CheckoutStatusEnum"]
 # --- end checkout settings
 
 # --- webhooks settings (owned by the webhooks app) ---------------------------------
+# Key that encrypts the signing secrets at rest; empty: derived from SECRET_KEY (changing it
+# makes the stored secrets unreadable: rotate every secret after such a change).
+WEBHOOKS_SECRETS_KEY = env.str("WEBHOOKS_SECRETS_KEY", default="")
 # Let endpoints resolve to private, loopback or link-local addresses (local demos only).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
 # Whole request, connect to last byte read.
