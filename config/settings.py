@@ -12,8 +12,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# The data folder holds the keys and every record, so only this user may read it: a umask
+# set before anything is written makes new files 0600 and folders 0700 (SQLite gives its
+# -wal and -shm files the database's mode), and what an earlier run left is tightened here.
+os.umask(0o077)
 DATA_DIR = Path(env.str("ZAPGATE_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _make_private(folder: Path) -> None:
+    for entry in (folder, *folder.iterdir()):
+        try:
+            if not entry.is_symlink():
+                entry.chmod(0o700 if entry.is_dir() else 0o600)
+        except (FileNotFoundError, PermissionError):
+            pass  # gone meanwhile, or another user's: nothing we can change
+
+
+_make_private(DATA_DIR)
 
 
 def _secret_key() -> str:
