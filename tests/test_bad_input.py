@@ -61,6 +61,7 @@ def _json_operations():
 
 
 ROUTES = _routes()
+PAID_PROXY_ROUTES = {"l402-proxy-request", "l402-proxy-manifest", "l402-proxy-openapi"}
 JSON_WRITES = _json_operations()
 ALL_WRITES = [
     (name, method)
@@ -277,6 +278,30 @@ def test_options_never_fails(world, name, with_key):
     assert response.status_code < 500, response.content[:300]
     if response.status_code >= 400 and url.startswith(("/api/", "/l402/")):
         _assert_refused(response)
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["no key", "admin key"])
+@pytest.mark.parametrize(
+    "name", [name for name, _, params in ROUTES if params and name not in PAID_PROXY_ROUTES]
+)
+def test_nul_in_an_id_of_the_path_is_a_400(world, name, with_key):
+    """PostgreSQL cannot compare with a NUL: looking such an id up was a 500. (The paid
+    proxy's own paths, under /l402/proxy/, are normalised by the proxy.)"""
+    _, values, route_values = world
+    first = next(p for n, _, p in ROUTES if n == name)[0]
+    value = route_values.get((name, first), values.get(first, "x"))
+    url = _url(world, name).replace(f"/{value}", f"/{value}%00", 1)
+    headers = {"X-Api-Key": world[0]} if with_key else {}
+    before = _rows()
+    for method in ("get", "post"):
+        response = Client(headers=headers).generic(method.upper(), url)
+        if url.startswith("/api/"):
+            _assert_refused(response, statuses={400})
+        else:
+            assert response.status_code == 400
+    response = Client(headers=headers).get(_url(world, name), {"q": "a\x00", "claimToken": "\x00"})
+    assert response.status_code == 400
+    assert _rows() == before
 
 
 @pytest.mark.parametrize(
