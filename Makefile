@@ -1,27 +1,35 @@
 # The two commands: `make run` (start the gateway with embedded defaults) and
-# `make test` (run the whole suite). Both create the virtualenv and install first.
+# `make test` (run the whole suite). Both create the virtualenv and install first: `make run`
+# only what running needs, `make test` the test tools too.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Two stamps: running needs requirements.txt only; tests and lint add requirements-dev.txt.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 # The npm `macaroon` package (a port of go-macaroon, which Aperture uses): an independent
 # decoder for our L402 macaroons in the tests.
 NPM_STAMP := $(VENV)/npm/.installed
 
 .PHONY: run test install system-deps lint clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(RUN_STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(RUN_STAMP)
+
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	@touch $(STAMP)
+	@touch $(DEV_STAMP)
 
-install: $(STAMP)
+# Everything: what running, the tests and lint need.
+install: $(DEV_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) scripts/run.py
 
-test: $(STAMP) system-deps $(NPM_STAMP)
+test: $(DEV_STAMP) system-deps $(NPM_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(NPM_STAMP):
@@ -43,7 +51,7 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 

@@ -9,7 +9,6 @@ present, `payload` tag the sha256 hex of the body. Each event is accepted once.
 import base64
 import binascii
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,6 +21,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
 from checkout.models import ApiKey
+from config import parsers
 from config.problems import Problem
 
 from . import nostr
@@ -65,7 +65,7 @@ def _decode_event(token: str) -> dict:
         except (binascii.Error, ValueError):
             raise _unauthorized("nip98_malformed", "The Nostr token is not base64.") from None
     try:
-        event = json.loads(raw.decode())
+        event = parsers.loads(raw.decode())
     except (UnicodeDecodeError, ValueError):
         raise _unauthorized("nip98_malformed", "The Nostr token is not a JSON event.") from None
     return event

@@ -59,7 +59,7 @@ def start_gunicorn(app: str, workers: int, threads: int, name: str, *extra: str)
     env = dict(os.environ, ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING")
     command = [str(ROOT / ".venv/bin/gunicorn"), app, "--bind", f"127.0.0.1:{port}"]
     command += ["--workers", str(workers), "--threads", str(threads)]
-    command += ["--worker-class", "gthread", "--keep-alive", "30", "--log-level", "warning"]
+    command += ["--worker-class", "gthread", "--keep-alive", "75", "--log-level", "warning"]
     proc = subprocess.Popen(
         [*command, *extra], cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT
     )

@@ -6,7 +6,10 @@ a stable `error` slug and, for validation errors, `errors` (field -> messages).
 
 from http import HTTPStatus
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -83,10 +86,46 @@ _SLUGS = {
 }
 
 
+def is_api_path(path: str) -> bool:
+    """Paths whose errors are problem+json; everything else is a page (HTML errors)."""
+    return path.startswith(("/api/", "/l402/"))
+
+
+def request_too_large():
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return Problem(413, "request_too_large", f"The request body is larger than {limit} bytes.")
+
+
+# Django's error views (handler400/404/500 in config/urls.py): problem+json on API paths.
+
+
+def bad_request(request, exception):
+    if not is_api_path(request.path):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        problem = request_too_large()
+        return problem_response(413, problem.error, str(problem.detail))
+    return problem_response(400, "bad_request", "The request is malformed.")
+
+
+def not_found(request, exception):
+    if not is_api_path(request.path):
+        return defaults.page_not_found(request, exception)
+    return problem_response(404, "not_found", f"Nothing is at {request.path}.")
+
+
+def server_error(request):
+    if not is_api_path(request.path):
+        return defaults.server_error(request)
+    return problem_response(500, "server_error", "Something went wrong on our side; it is logged.")
+
+
 def exception_handler(exc, context):
     """DRF exception handler that renders every error as problem+json."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = request_too_large()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a real bug: let Django's 500 handling log it

@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -11,8 +12,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# The data folder holds the keys and every record, so only this user may read it: a umask
+# set before anything is written makes new files 0600 and folders 0700 (SQLite gives its
+# -wal and -shm files the database's mode), and what an earlier run left is tightened here.
+os.umask(0o077)
 DATA_DIR = Path(env.str("ZAPGATE_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _make_private(folder: Path) -> None:
+    for entry in (folder, *folder.iterdir()):
+        try:
+            if not entry.is_symlink():
+                entry.chmod(0o700 if entry.is_dir() else 0o600)
+        except (FileNotFoundError, PermissionError):
+            pass  # gone meanwhile, or another user's: nothing we can change
+
+
+_make_private(DATA_DIR)
 
 
 def _secret_key() -> str:
@@ -57,10 +74,13 @@ INSTALLED_APPS = [
     "shopify_bridge",
     "webhooks",
     "l402",
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.RequestSizeLimit",
+    "config.middleware.RefuseNul",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -68,6 +88,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.security.ContentSecurityPolicy",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -107,6 +130,33 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Logins and transport security ----------------------------------------------------
+# django-axes: after LOGIN_FAILURE_LIMIT wrong passwords for one user name from one address
+# (CLIENT_IP_HEADER decides the address, as for rate limits), that pair is locked out for
+# LOGIN_LOCKOUT_MINUTES; a successful login clears its count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "config.ratelimit.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# Behind https (PUBLIC_BASE_URL), cookies are sent only over https and browsers are told to
+# use nothing else (HSTS). Django knows a request came over https only from the connection,
+# or from SECURE_PROXY_SSL_HEADER when a TLS-terminating proxy sets it (and strips it from
+# what clients send): name that header, e.g. X-Forwarded-Proto, only in that case.
+_https = PUBLIC_BASE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _https
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _https else 0)
+if env.str("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + env.str("SECURE_PROXY_SSL_HEADER").upper().replace("-", "_"),
+        "https",
+    )
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -131,7 +181,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
+    "DEFAULT_METADATA_CLASS": "config.metadata.Metadata",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -225,6 +276,9 @@ SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["CheckoutStatusEnum"]
 # --- end checkout settings
 
 # --- webhooks settings (owned by the webhooks app) ---------------------------------
+# Key that encrypts the signing secrets at rest; empty: derived from SECRET_KEY (changing it
+# makes the stored secrets unreadable: rotate every secret after such a change).
+WEBHOOKS_SECRETS_KEY = env.str("WEBHOOKS_SECRETS_KEY", default="")
 # Let endpoints resolve to private, loopback or link-local addresses (local demos only).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
 # Whole request, connect to last byte read.

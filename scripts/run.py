@@ -42,6 +42,11 @@ def main() -> int:
             "gthread",
             "--threads",
             "8",
+            # Longer than the idle time of common client connection pools (gunicorn's 2 s
+            # default reset connections that clients reused after 2 s); nginx and AWS load
+            # balancers use 75 and 60 s.
+            "--keep-alive",
+            "75",
             "--access-logfile",
             "-",
         ],

@@ -1,7 +1,5 @@
 """The Shopify bridge's API: thin views that validate, call one service, and render."""
 
-import json
-
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -11,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from checkout.auth import AdminKeyRequired, ApiKeyAuthentication, InvoiceKeyRequired
+from config import parsers
 from config.pagination import ItemsPagination
 from config.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body
 from config.ratelimit import enforce_rate
@@ -272,9 +271,9 @@ class ShopifyWebhookView(APIView):
             store, raw, request.headers.get("X-Shopify-Hmac-Sha256", "")
         )
         try:
-            payload = json.loads(raw)
-        except ValueError:
-            raise Problem(400, "malformed_json", "The webhook body is not JSON.") from None
+            payload = parsers.loads(raw)
+        except ValueError as exc:
+            raise Problem(400, "malformed_json", f"The webhook body is not JSON: {exc}") from None
         shipped = services.receive_shopify_webhook(
             store, request.headers.get("X-Shopify-Topic", ""), payload
         )

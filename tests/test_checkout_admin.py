@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.http import HttpRequest
 from django.utils import timezone
 
 from checkout.models import ApiKey, Merchant, Product
@@ -258,7 +259,7 @@ def test_create_merchant_user_command(client, shops):
     assert bob.has_perm("checkout.add_apikey") and not bob.has_perm("checkout.add_merchant")
     assert bob.has_perm("checkout.view_checkoutinvoice")
     assert not bob.has_perm("checkout.change_checkoutinvoice")
-    assert client.login(username="bob", password="pw-b-12345")
+    assert client.login(request=HttpRequest(), username="bob", password="pw-b-12345")
     assert "Corner Café beans" in page(client, f"{ADMIN}/product/")
 
     with pytest.raises(CommandError, match="No merchant"):
@@ -271,7 +272,7 @@ def test_create_merchant_user_generates_a_password_when_none_is_given(client, sh
     (merchant, *_), _ = shops
     call_command("create_merchant_user", "dora", merchant=merchant.public_id)
     password = capsys.readouterr().out.strip().splitlines()[-1]
-    assert client.login(username="dora", password=password)
+    assert client.login(request=HttpRequest(), username="dora", password=password)
 
 
 def test_staff_manage_their_merchants_webhook_endpoints(staff_client, shops):

@@ -11,17 +11,25 @@ from django.db.models import Q
 from django.utils import timezone
 
 from checkout.models import public_id
+from config.fields import EncryptedTextField
+
+
+class SigningSecretField(EncryptedTextField):
+    """A `whsec_...` secret, encrypted at rest under WEBHOOKS_SECRETS_KEY."""
+
+    purpose = "webhooks"
+    key_setting = "WEBHOOKS_SECRETS_KEY"
 
 
 class SigningSecrets(models.Model):
     """A Standard Webhooks secret, and during a rotation the previous one, which stays valid
     (both signatures are sent) until `previous_secret_expires_at`.
 
-    Stored as is, not hashed: signing needs the secret itself.
+    Encrypted, not hashed: signing needs the secret itself.
     """
 
-    secret = models.CharField(max_length=100)
-    previous_secret = models.CharField(max_length=100, blank=True)
+    secret = SigningSecretField()
+    previous_secret = SigningSecretField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -87,24 +87,39 @@ def create_endpoint(
 
 
 def update_endpoint(endpoint: WebhookEndpoint, **changes) -> WebhookEndpoint:
-    """Apply `changes` (url, events, description, enabled). Enabling an endpoint gives it
-    a fresh start: its failure history no longer counts towards disabling it."""
-    if changes.get("enabled") and not endpoint.enabled:
-        changes.update(
-            failing_since=None, disabled_at=None, disabled_reason="", disabled_notice_sent_at=None
-        )
-    for name, value in changes.items():
-        setattr(endpoint, name, value)
-    endpoint.save()
-    return endpoint
+    """Apply `changes` (url, events, description, enabled) and return the endpoint as saved.
+    Only those columns are written, on the row as it is now (locked), so a change made
+    meanwhile to another column, such as the delivery path disabling the endpoint, stands.
+    Enabling a disabled endpoint gives it a fresh start: its failure history no longer
+    counts towards disabling it."""
+    with transaction.atomic():
+        current = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        if changes.get("enabled") and not current.enabled:
+            changes.update(
+                failing_since=None,
+                disabled_at=None,
+                disabled_reason="",
+                disabled_notice_sent_at=None,
+            )
+        for name, value in changes.items():
+            setattr(current, name, value)
+        current.save(update_fields=[*changes, "updated_at"])
+    return current
 
 
 def rotate_secret(holder: WebhookEndpoint | MerchantWebhookSecret) -> str:
-    """A new secret; the current one keeps signing too for 24 hours. Returns the new one."""
-    holder.previous_secret = holder.secret
-    holder.previous_secret_expires_at = timezone.now() + SECRET_OVERLAP
-    holder.secret = signing.new_secret()
-    holder.save()
+    """A new secret; the current one keeps signing too for 24 hours. Returns the new one
+    (and sets it on `holder`). The row is locked from the read of the current secret to the
+    write, so of two rotations at once the second keeps the first's secret as its previous
+    one: every secret handed out verifies for at least 24 hours."""
+    model = type(holder)
+    with transaction.atomic():
+        current = model.objects.select_for_update().get(pk=holder.pk)
+        holder.previous_secret = current.secret
+        holder.previous_secret_expires_at = timezone.now() + SECRET_OVERLAP
+        holder.secret = signing.new_secret()
+        columns = ["secret", "previous_secret", "previous_secret_expires_at"]
+        holder.save(update_fields=[*columns, "updated_at"] if model is WebhookEndpoint else columns)
     return holder.secret
 
 

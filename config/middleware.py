@@ -1,0 +1,50 @@
+"""Middleware of the whole site."""
+
+from django.conf import settings
+from django.views import defaults
+
+from .problems import is_api_path, problem_response, request_too_large
+
+
+class RequestSizeLimit:
+    """A 413 problem for an API request whose declared body exceeds
+    DATA_UPLOAD_MAX_MEMORY_SIZE, before anything reads it. Django enforces the limit only
+    where `request.body` is read (an HTML 400); DRF's parser reads the stream directly, so
+    without this it would take any size."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is not None and is_api_path(request.path):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > limit:
+                problem = request_too_large()
+                return problem_response(413, problem.error, str(problem.detail))
+        return self.get_response(request)
+
+
+class RefuseNul:
+    """A 400 for a NUL character in the path or the query string, which PostgreSQL cannot
+    compare with (a 500 when an id in the path was looked up). The paid proxy checks its
+    own paths and forwards its query strings, so it is left to do so."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/l402/proxy/"):
+            return self.get_response(request)
+        if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
+            if is_api_path(request.path):
+                return problem_response(
+                    400,
+                    "bad_request",
+                    "The path and the query must not contain the NUL character (%00).",
+                )
+            return defaults.bad_request(request, None)
+        return self.get_response(request)
