@@ -1,8 +1,10 @@
 """Reconciliation benchmark: what a watcher start costs with a large backlog of open invoices.
 
-    .venv/bin/python bench/reconcile.py [--database sqlite|postgres|both] [-n 10000]
+    .venv/bin/python bench/reconcile.py [--database sqlite|postgres|both]
+                                        [--backend devnode|lnd|both] [-n 10000]
 
-N open invoices (a few of them hold invoices) are made on the dev node. Then:
+N open invoices (a few of them hold invoices) are made on the node: the dev node, or the
+simulated LND over real gRPC and TLS (each lookup a network round trip, as with LND). Then:
 - a routine start (a settle index is stored, the stream replays what it missed): the node is
   asked only about open hold invoices, whose states the stream never carries;
 - a first start (no settle index yet: LND replays nothing from 0): every open invoice is
@@ -15,15 +17,30 @@ import argparse
 import time
 
 
-def run(database: str, n: int) -> None:
+def run(database: str, backend_name: str, n: int) -> None:
     from _setup import configure
 
     label = configure("reconcile", database)
     from django.conf import settings
 
     from lightning import services
-    from lightning.backends import get_backend
+    from lightning.backends import get_backend, reset_backend
 
+    if backend_name == "lnd":
+        import tempfile
+        from pathlib import Path
+
+        from lightning.simnode import SimNode
+
+        node = SimNode(Path(tempfile.mkdtemp(prefix="zapgate-bench-simnode-"))).start()
+        settings.LIGHTNING_BACKEND = "lnd"
+        settings.LND_GRPC_HOST = node.address
+        settings.LND_TLS_CERT = str(node.cert_path)
+        settings.LND_MACAROON = str(node.macaroon_path)
+        reset_backend()
+        label += " + simulated LND (gRPC)"
+    else:
+        label += " + dev node"
     backend = get_backend()
     holds = max(1, n // 100)
     started = time.perf_counter()
@@ -65,19 +82,21 @@ def run(database: str, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--backend", choices=["devnode", "lnd", "both"], default="both")
     parser.add_argument("-n", type=int, default=10_000)
     args = parser.parse_args()
     databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
-    for database in databases:
-        if len(databases) > 1:
+    backends = ["devnode", "lnd"] if args.backend == "both" else [args.backend]
+    runs = [(database, backend) for database in databases for backend in backends]
+    for database, backend in runs:
+        if len(runs) > 1:  # each in a fresh process: Django is set up once per process
             import subprocess
             import sys
 
-            subprocess.run(
-                [sys.executable, __file__, "--database", database, "-n", str(args.n)], check=True
-            )
+            command = [sys.executable, __file__, "--database", database, "--backend", backend]
+            subprocess.run([*command, "-n", str(args.n)], check=True)
         else:
-            run(database, args.n)
+            run(database, backend, args.n)
 
 
 if __name__ == "__main__":
