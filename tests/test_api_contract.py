@@ -103,6 +103,9 @@ def live_api(django_db_setup, tmp_path_factory):
         # The fuzzer's URLs point at this machine (see `uri` below): allowed, as in `make run`.
         WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
         L402_PROXY_ALLOW_PRIVATE_TARGETS="true",
+        # What the fuzzer queues (webhook tests, syncs) stays in a broker of its own, never
+        # reaching the workers of other tests on a shared Redis.
+        CELERY_BROKER_URL=f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
         **GENEROUS_RATE_LIMITS,
     )
     log_path = tmp_path / "gunicorn.log"
