@@ -172,6 +172,10 @@ class AgentActorRequired(BasePermission):
     """Someone must act as an agent, except for the view's `public_methods`. Which agent,
     and whether it may act, is `acting_agent`'s question, once the body is parsed."""
 
+    def allows_anonymous(self, view, method) -> bool:
+        """For the OpenAPI document (config.schema): the public methods need no key."""
+        return method in getattr(view, "public_methods", ())
+
     def has_permission(self, request, view):
         if request.method in getattr(view, "public_methods", ()):
             return True

@@ -1,14 +1,29 @@
 """Request validation and the JSON shapes of the registry (camelCase, as in the seed pages)."""
 
-from django.core.validators import URLValidator
+from django.core.validators import RegexValidator, URLValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.money import MAX_SATS
+from config.serializers import StrictJsonTypes
 
 from . import nostr
 from .models import Agent, Agreement, Attestation, Capability, ServiceRequest
 
+HEX64 = r"^[0-9a-fA-F]{64}$"
+# The OpenAPI format of a key: 64 hex characters that are the x coordinate of a point on
+# secp256k1 (about half of all 64-hex strings are not, and are refused).
+PUBKEY_SCHEMA = {
+    "type": "string",
+    "format": "secp256k1-x-only",
+    "pattern": HEX64,
+    "description": "An x-only secp256k1 public key (BIP-340): 64 hex characters that are "
+    "the x coordinate of a point on the curve.",
+    "example": "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798",
+}
 
+
+@extend_schema_field(PUBKEY_SCHEMA)
 class PubkeyField(serializers.CharField):
     """64 hex characters that are the x coordinate of a secp256k1 point; lower-cased."""
 
@@ -56,6 +71,7 @@ class SatsField(serializers.IntegerField):
         super().__init__(min_value=0, max_value=MAX_SATS, **kwargs)
 
 
+@extend_schema_field({"type": "string", "maxLength": 50, "pattern": r"^[^|,]*[^|,\s][^|,]*$"})
 class TermField(serializers.CharField):
     """A category or hashtag: trimmed, lower-case, no `|` or `,` (they separate terms)."""
 
@@ -69,6 +85,15 @@ class TermField(serializers.CharField):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": 2000,
+        "anyOf": [{"format": "uri", "pattern": "^https?://"}, {"pattern": "^(/.*)?$"}],
+        "description": "An absolute http(s) URL, a path on this gateway (/l402/...), or empty.",
+        "example": "https://api.example.com/v1/translate",
+    }
+)
 class UrlOrPathField(serializers.CharField):
     """An absolute http(s) URL, or a path on this gateway ("/l402/...")."""
 
@@ -82,32 +107,54 @@ class UrlOrPathField(serializers.CharField):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "description": "A signed NIP-01 event for this item (id, pubkey, created_at, kind, "
+        "tags, content, sig), signed by the acting agent; its id becomes the item's eventId. "
+        "Left out or null: the id is derived from the item.",
+    }
+)
 class SignedEventField(serializers.JSONField):
-    """An optional NIP-01 event for the item, signed by the acting agent."""
+    """An optional NIP-01 event for the item, signed by the acting agent; null is none."""
+
+    default_error_messages = {"not_an_object": "Must be a signed NIP-01 event (an object)."}
 
     def __init__(self, **kwargs):
-        super().__init__(
-            required=False,
-            help_text="A signed NIP-01 event for this item; its id becomes the item's eventId.",
-            **kwargs,
-        )
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("not_an_object")
+        return super().to_internal_value(data)
 
 
 class ActingPubkeyField(serializers.CharField):
+    """The agent a request acts for. Required with X-Api-Key (a merchant names which of its
+    agents); with NIP-98 the signer is the agent, so it may be left out there (if given, it
+    must be the signer). The OpenAPI document says required: one document cannot make a
+    field depend on the credentials, and sending it is always right."""
+
     def __init__(self, **kwargs):
         super().__init__(
-            required=False,
-            min_length=64,
-            max_length=64,
-            help_text="The agent acted for: required with X-Api-Key, optional with NIP-98.",
+            trim_whitespace=False,
+            validators=[RegexValidator(HEX64, "Must be 64 hex characters.")],
+            help_text="The agent acted for (64 hex): required with X-Api-Key; with NIP-98 it "
+            "may be left out (the signer acts), and if given must be the signer.",
             **kwargs,
         )
+
+    def validate_empty_values(self, data):
+        if data is serializers.empty:
+            return (True, None)  # left out: acting_agent decides (NIP-98 needs none)
+        return super().validate_empty_values(data)
 
 
 # --- identity ------------------------------------------------------------------------------
 
 
-class AgentRegistrationSerializer(serializers.Serializer):
+class AgentRegistrationSerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = PubkeyField()
     name = serializers.CharField(max_length=200, allow_blank=True, allow_null=True, default="")
     description = serializers.CharField(
@@ -187,13 +234,29 @@ class AgentChallengeSerializer(serializers.Serializer):
     expiresInSeconds = serializers.IntegerField()
 
 
-class AgentVerificationSerializer(serializers.Serializer):
-    """Presence only: the formats are checked by the service, after it spends the challenge,
-    so that a malformed attempt uses up the challenge like any other."""
+def _unchecked_hex(characters: int, description: str):
+    """A string field whose hex format the service checks (the document states it)."""
+    schema = {
+        "type": "string",
+        "pattern": rf"^[0-9a-fA-F]{{{characters}}}$",
+        "description": description,
+    }
 
-    pubkey = serializers.CharField(trim_whitespace=False)
-    challenge = serializers.CharField(trim_whitespace=False)
-    signature = serializers.CharField(trim_whitespace=False)
+    @extend_schema_field(schema)
+    class UncheckedHexField(serializers.CharField):
+        pass
+
+    return UncheckedHexField(trim_whitespace=False)
+
+
+class AgentVerificationSerializer(StrictJsonTypes, serializers.Serializer):
+    """Presence only: the formats are checked by the service, after it spends the challenge,
+    so that a malformed attempt uses up the challenge like any other (the OpenAPI document
+    states the formats)."""
+
+    pubkey = _unchecked_hex(64, "The agent's x-only public key (64 hex).")
+    challenge = _unchecked_hex(64, "The challenge (64 hex).")
+    signature = _unchecked_hex(128, "BIP-340 signature of the challenge's 32 bytes (128 hex).")
 
 
 class AgentVerifiedSerializer(serializers.Serializer):
@@ -206,7 +269,7 @@ class AgentVerifiedSerializer(serializers.Serializer):
 # --- capabilities --------------------------------------------------------------------------
 
 
-class PublishCapabilitySerializer(serializers.Serializer):
+class PublishCapabilitySerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = ActingPubkeyField()
     serviceId = serializers.CharField(max_length=200)
     content = serializers.CharField(max_length=5000, allow_blank=True, default="")
@@ -254,13 +317,17 @@ class CapabilitySerializer(serializers.ModelSerializer):
 
 
 class DiscoveryQuerySerializer(serializers.Serializer):
-    category = serializers.CharField(required=False, allow_blank=True, default="", max_length=50)
+    category = serializers.RegexField(
+        r"^[^|]*$", required=False, allow_blank=True, default="", max_length=50
+    )
     q = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
-    hashtags = serializers.CharField(
+    hashtags = serializers.RegexField(
+        r"^[^|]*$",
         required=False,
         allow_blank=True,
         default="",
-        max_length=1000,
+        # A request line must fit the web server's limit (8190 bytes), percent-encoded.
+        max_length=400,
         help_text="Comma-separated; a capability must carry all of them.",
     )
 
@@ -283,7 +350,7 @@ class ActingQuerySerializer(serializers.Serializer):
 # --- requests and agreements ---------------------------------------------------------------
 
 
-class CreateRequestSerializer(serializers.Serializer):
+class CreateRequestSerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = ActingPubkeyField()
     capabilityEventId = Hex64Field()
     budgetSats = SatsField()
@@ -326,7 +393,7 @@ class ServiceRequestSerializer(serializers.ModelSerializer):
         return agreement.event_id if agreement else None
 
 
-class CreateAgreementSerializer(serializers.Serializer):
+class CreateAgreementSerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = ActingPubkeyField()
     requestEventId = Hex64Field()
     priceSats = SatsField()
@@ -334,7 +401,7 @@ class CreateAgreementSerializer(serializers.Serializer):
     event = SignedEventField()
 
 
-class CloseAgreementSerializer(serializers.Serializer):
+class CloseAgreementSerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = ActingPubkeyField()
 
 
@@ -375,7 +442,7 @@ class AgreementQuerySerializer(serializers.Serializer):
 # --- attestations --------------------------------------------------------------------------
 
 
-class CreateAttestationSerializer(serializers.Serializer):
+class CreateAttestationSerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = ActingPubkeyField()
     subjectPubkey = Hex64Field()
     agreementId = Hex64Field()

@@ -112,7 +112,7 @@ def verify_agent(pubkey: str, challenge: str, signature: str) -> tuple[Agent, bo
     if not spent:
         if Challenge.objects.filter(challenge=challenge).exists():
             raise Problem(409, "challenge_spent", "This challenge was already used.")
-        raise Problem(400, "unknown_challenge", "This challenge was not issued here.")
+        raise Problem(404, "unknown_challenge", "This challenge was not issued here.")
     issued = Challenge.objects.get(challenge=challenge)
     if issued.expires_at <= now:
         raise Problem(410, "challenge_expired", "This challenge has expired; ask for a new one.")

@@ -1,7 +1,7 @@
 """The agent registry API: parse, call one service or selector, render."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from checkout.auth import ApiKeyAuthentication
 from checkout.models import ApiKey
 from config.pagination import ItemsPagination
-from config.problems import Problem
+from config.problems import Problem, problems
 from config.ratelimit import enforce_rate
 
 from . import selectors, services
@@ -24,6 +24,14 @@ from .auth import (
 from .models import Agreement
 
 AGENT_AUTH = [NostrAuthentication, ApiKeyAuthentication]
+# What acting as an agent can answer besides the answer itself.
+ACTING_PROBLEMS = problems(
+    403,
+    404,
+    d403="Writes for an agent need an admin key; the agent is inactive or unverified; or the "
+    "signed event is not from `pubkey`.",
+    d404="This merchant does not act for an agent with this pubkey, or no such item.",
+)
 ACTING_DOC = (
     "Acting as an agent: NIP-98 (`Authorization: Nostr <base64 kind-27235 event>`) signed by "
     "a verified agent, or `X-Api-Key` of the merchant it chose as owner (with `pubkey`)."
@@ -44,8 +52,8 @@ def _valid(serializer_class, data):
     return serializer.validated_data
 
 
-def _paginate(view, request, queryset, serializer_class, paginator_class=ItemsPagination):
-    paginator = paginator_class()
+def _paginate(view, request, queryset, serializer_class):
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -55,7 +63,17 @@ class RegisterView(APIView):
 
     @extend_schema(
         request=s.AgentRegistrationSerializer,
-        responses={201: s.AgentSerializer, 200: s.AgentSerializer},
+        responses={
+            201: s.AgentSerializer,
+            200: s.AgentSerializer,
+            **problems(
+                403,
+                409,
+                429,
+                d403="An invoice key, or a signed event that is not from `pubkey`.",
+                d409="agent_exists: a verified agent changes only by its own signature.",
+            ),
+        },
         summary="Register an agent by its x-only public key",
         description="Public; rate-limited per client address. 201: registered. 200: the "
         "name and description of an agent whose key has not proven itself yet were replaced "
@@ -88,7 +106,16 @@ class ChallengeView(APIView):
 
     @extend_schema(
         parameters=[s.AgentChallengeQuerySerializer],
-        responses=s.AgentChallengeSerializer,
+        responses={
+            200: s.AgentChallengeSerializer,
+            **problems(
+                403,
+                404,
+                429,
+                d403="An invoice key, or the agent is inactive.",
+                d404="No agent is registered with this pubkey.",
+            ),
+        },
         summary="A challenge for the agent to sign",
         description="32 random bytes (64 hex), bound to the pubkey, single use, short-lived. "
         "Asked for with a merchant's admin `X-Api-Key`, it is also bound to that merchant: "
@@ -116,7 +143,20 @@ class ChallengeView(APIView):
 class VerifyView(APIView):
     @extend_schema(
         request=s.AgentVerificationSerializer,
-        responses=s.AgentVerifiedSerializer,
+        responses={
+            200: s.AgentVerifiedSerializer,
+            **problems(
+                403,
+                404,
+                409,
+                410,
+                429,
+                d403="wrong_key: the challenge was issued for another pubkey.",
+                d404="unknown_challenge (not issued here), or the agent is gone.",
+                d409="challenge_spent: the challenge was already used.",
+                d410="challenge_expired: ask for a new one.",
+            ),
+        },
         summary="Prove key ownership with a BIP-340 signature of the challenge",
         description="The challenge is spent by any attempt. A challenge a merchant asked for "
         "makes that merchant the agent's owner; one asked for without a key leaves the owner "
@@ -141,12 +181,10 @@ class VerifyView(APIView):
 
 
 class AgentListView(APIView):
+    pagination_class = AgentsPagination
+
     @extend_schema(
-        parameters=[
-            s.AgentListQuerySerializer,
-            OpenApiParameter("limit", int, description="Default 20, at most 100."),
-            OpenApiParameter("offset", int),
-        ],
+        parameters=[s.AgentListQuerySerializer, *AgentsPagination.openapi_parameters()],
         responses=s.AgentListSerializer,
         operation_id="agents_list",
         summary="List agents (filter by verified, search by name)",
@@ -154,7 +192,7 @@ class AgentListView(APIView):
     def get(self, request):
         data = _valid(s.AgentListQuerySerializer, request.query_params)
         agents = selectors.list_agents(data["verified"], data["q"])
-        return _paginate(self, request, agents, s.AgentSerializer, AgentsPagination)
+        return _paginate(self, request, agents, s.AgentSerializer)
 
 
 def _agent_or_404(pubkey: str):
@@ -194,15 +232,12 @@ class AgentStatsView(APIView):
 
 class CapabilitiesView(APIView):
     authentication_classes = AGENT_AUTH
+    pagination_class = ItemsPagination
     permission_classes = [AgentActorRequired]
     public_methods = ("GET", "HEAD", "OPTIONS")
 
     @extend_schema(
-        parameters=[
-            s.DiscoveryQuerySerializer,
-            OpenApiParameter("limit", int, description="Default 20, at most 100."),
-            OpenApiParameter("offset", int),
-        ],
+        parameters=[s.DiscoveryQuerySerializer],
         responses=s.CapabilitySerializer(many=True),
         summary="Discover capabilities (public)",
     )
@@ -215,7 +250,11 @@ class CapabilitiesView(APIView):
 
     @extend_schema(
         request=s.PublishCapabilitySerializer,
-        responses={201: s.CapabilityPublishedSerializer},
+        responses={
+            201: s.CapabilityPublishedSerializer,
+            **ACTING_PROBLEMS,
+            **problems(409, d409="An item with this event id exists."),
+        },
         summary="Publish (or replace) a capability",
         description=ACTING_DOC,
     )
@@ -245,7 +284,7 @@ class CapabilityDetailView(APIView):
 
     @extend_schema(
         parameters=[s.ActingQuerySerializer],
-        responses={204: None},
+        responses={204: None, **ACTING_PROBLEMS},
         summary="Take a capability down",
         description=ACTING_DOC,
     )
@@ -258,11 +297,12 @@ class CapabilityDetailView(APIView):
 
 class RequestsView(APIView):
     authentication_classes = AGENT_AUTH
+    pagination_class = ItemsPagination
     permission_classes = [AgentActorRequired]
 
     @extend_schema(
         parameters=[s.ActingQuerySerializer],
-        responses=s.ServiceRequestSerializer(many=True),
+        responses={200: s.ServiceRequestSerializer(many=True), **ACTING_PROBLEMS},
         summary="The acting provider's incoming requests",
         description=ACTING_DOC,
     )
@@ -274,7 +314,11 @@ class RequestsView(APIView):
 
     @extend_schema(
         request=s.CreateRequestSerializer,
-        responses={201: s.RequestCreatedSerializer},
+        responses={
+            201: s.RequestCreatedSerializer,
+            **ACTING_PROBLEMS,
+            **problems(409, d409="An item with this event id exists."),
+        },
         summary="Request work from a capability",
         description=ACTING_DOC,
     )
@@ -299,11 +343,12 @@ class RequestsView(APIView):
 
 class AgreementsView(APIView):
     authentication_classes = AGENT_AUTH
+    pagination_class = ItemsPagination
     permission_classes = [AgentActorRequired]
 
     @extend_schema(
         parameters=[s.AgreementQuerySerializer],
-        responses=s.AgreementSerializer(many=True),
+        responses={200: s.AgreementSerializer(many=True), **ACTING_PROBLEMS},
         summary="The acting agent's agreements (as provider or requester)",
         description=ACTING_DOC,
     )
@@ -315,7 +360,11 @@ class AgreementsView(APIView):
 
     @extend_schema(
         request=s.CreateAgreementSerializer,
-        responses={201: s.AgreementSerializer},
+        responses={
+            201: s.AgreementSerializer,
+            **ACTING_PROBLEMS,
+            **problems(409, d409="The request has an agreement already, or the event id exists."),
+        },
         summary="Accept an incoming request into an agreement",
         description=ACTING_DOC,
     )
@@ -339,7 +388,11 @@ class CloseAgreementView(APIView):
 
     @extend_schema(
         request=s.CloseAgreementSerializer,
-        responses=s.AgreementSerializer,
+        responses={
+            200: s.AgreementSerializer,
+            **ACTING_PROBLEMS,
+            **problems(409, d409="The agreement is no longer active."),
+        },
         description="Either party may close an active agreement. " + ACTING_DOC,
     )
     def post(self, request, agreement_id):
@@ -359,15 +412,12 @@ class CancelAgreementView(CloseAgreementView):
 
 class AttestationsView(APIView):
     authentication_classes = AGENT_AUTH
+    pagination_class = ItemsPagination
     permission_classes = [AgentActorRequired]
     public_methods = ("GET", "HEAD", "OPTIONS")
 
     @extend_schema(
-        parameters=[
-            s.AttestationQuerySerializer,
-            OpenApiParameter("limit", int, description="Default 20, at most 100."),
-            OpenApiParameter("offset", int),
-        ],
+        parameters=[s.AttestationQuerySerializer],
         responses=s.AttestationSerializer(many=True),
         summary="Attestations about an agent (public)",
     )
@@ -378,7 +428,11 @@ class AttestationsView(APIView):
 
     @extend_schema(
         request=s.CreateAttestationSerializer,
-        responses={201: s.AttestationCreatedSerializer},
+        responses={
+            201: s.AttestationCreatedSerializer,
+            **ACTING_PROBLEMS,
+            **problems(409, d409="This agreement was attested by this agent already."),
+        },
         summary="Rate the other party to an agreement (once)",
         description=ACTING_DOC,
     )

@@ -54,6 +54,7 @@ class InvoiceKeyRequired(permissions.BasePermission):
 
 
 class AdminKeyRequired(permissions.BasePermission):
+    admin_only = True  # the OpenAPI document adds a 403 (config.schema)
     message = "This needs an admin key; an invoice key may only create invoices and read."
 
     def has_permission(self, request, view):

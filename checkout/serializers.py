@@ -9,9 +9,10 @@ from datetime import UTC
 from decimal import Decimal
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
+from config.serializers import StrictJsonTypes
 from webhooks.serializers import WebhookUrlField
 
 from .models import CheckoutInvoice, Product
@@ -19,6 +20,8 @@ from .models import CheckoutInvoice, Product
 MAX_METADATA_BYTES = 8192
 MAX_QUANTITY = 10_000
 CURRENCIES = Product.Currency.choices
+SAT_ONLY = [(code, label) for code, label in CURRENCIES if code == Product.Currency.SAT]
+FIAT = [(code, label) for code, label in CURRENCIES if code != Product.Currency.SAT]
 
 
 class StrictCharField(serializers.CharField):
@@ -45,8 +48,8 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class MoneyField(serializers.DecimalField):
-    """A positive amount as a decimal string ("12.50"; a JSON number is accepted too),
-    shown with two decimals, or as a whole number for SAT."""
+    """A positive amount as a decimal string ("12.50"; a JSON number is refused, see
+    config.serializers), shown with two decimals, or as a whole number for SAT."""
 
     def __init__(self, **kwargs):
         super().__init__(
@@ -58,9 +61,21 @@ class MoneyField(serializers.DecimalField):
         )
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (str, int, float)):
+        if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "format": "decimal",
+        "pattern": "^0*[1-9][0-9]{0,15}$",
+        "description": "A whole number of sats, as a string.",
+    }
+)
+class WholeSatsField(MoneyField):
+    """For the OpenAPI document: a SAT amount is a whole number."""
 
 
 def format_amount(amount: Decimal, currency: str) -> str:
@@ -90,6 +105,7 @@ class RejectUnknownFields:
     says why a field known elsewhere is not taken here."""
 
     refused_fields: dict[str, str] = {}
+    rejects_unknown_fields = True  # the OpenAPI document says additionalProperties: false
 
     def validate(self, attrs):
         if isinstance(self.initial_data, dict):
@@ -104,7 +120,7 @@ class RejectUnknownFields:
 # --- Products --------------------------------------------------------------------------
 
 
-class ProductSerializer(RejectUnknownFields, serializers.ModelSerializer):
+class ProductSerializer(StrictJsonTypes, RejectUnknownFields, serializers.ModelSerializer):
     productId = serializers.CharField(source="public_id", read_only=True)
     name = StrictCharField(max_length=200)
     description = StrictCharField(max_length=5000, allow_blank=True, required=False)
@@ -152,11 +168,41 @@ class ProductSerializer(RejectUnknownFields, serializers.ModelSerializer):
         raise NotImplementedError
 
 
+# The two shapes of a product, by currency, for the OpenAPI document (a oneOf): validation
+# is the ProductSerializer's.
+class ProductInSatsSerializer(ProductSerializer):
+    """A product priced in sats (a whole number)."""
+
+    price = WholeSatsField()
+    currency = serializers.ChoiceField(choices=SAT_ONLY)
+
+
+class ProductInFiatSerializer(ProductSerializer):
+    """A product priced in a fiat currency (at most 2 decimals)."""
+
+    currency = serializers.ChoiceField(choices=FIAT)
+
+
+PRODUCT_REQUEST = PolymorphicProxySerializer(
+    component_name="ProductWrite",
+    serializers=[ProductInSatsSerializer, ProductInFiatSerializer],
+    resource_type_field_name=None,
+)
+
+
 # --- Checkout invoices -----------------------------------------------------------------
 
 
 class CheckoutOptionsMixin(serializers.Serializer):
     """The optional fields a buyer may give, on both the merchant's and the public create."""
+
+    # sendEmail: true needs an email.
+    openapi_request_rules = {
+        "anyOf": [
+            {"properties": {"sendEmail": {"not": {"enum": [True]}}}},
+            {"required": ["email"], "properties": {"email": {"minLength": 1}}},
+        ]
+    }
 
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     sendEmail = StrictBooleanField(
@@ -173,7 +219,7 @@ class CheckoutOptionsMixin(serializers.Serializer):
         return attrs
 
 
-class CheckoutInvoiceCreateSerializer(RejectUnknownFields, CheckoutOptionsMixin):
+class CheckoutInvoiceCreateSerializer(StrictJsonTypes, RejectUnknownFields, CheckoutOptionsMixin):
     userRef = StrictCharField(
         source="user_ref",
         max_length=128,
@@ -259,13 +305,54 @@ class CheckoutInvoiceCreateSerializer(RejectUnknownFields, CheckoutOptionsMixin)
         return attrs
 
 
+# The two shapes of a create, for the OpenAPI document (a oneOf): validation is the
+# CheckoutInvoiceCreateSerializer's.
+class CheckoutInvoiceByProductSerializer(CheckoutInvoiceCreateSerializer):
+    """A checkout of one of your products."""
+
+    amount = None
+    currency = None
+    productId = StrictCharField(
+        source="product_id", max_length=40, help_text="The product sold (prod_...)."
+    )
+
+
+class CheckoutInvoiceInSatsSerializer(CheckoutInvoiceCreateSerializer):
+    """A checkout of an amount of sats."""
+
+    productId = None
+    quantity = None
+    amount = WholeSatsField()
+    currency = serializers.ChoiceField(choices=SAT_ONLY)
+
+
+class CheckoutInvoiceInFiatSerializer(CheckoutInvoiceCreateSerializer):
+    """A checkout of an amount in a fiat currency, paid in sats at the current rate."""
+
+    productId = None
+    quantity = None
+    amount = MoneyField(help_text="A decimal string with at most 2 decimals, greater than 0.")
+    currency = serializers.ChoiceField(choices=FIAT)
+
+
+CHECKOUT_INVOICE_REQUEST = PolymorphicProxySerializer(
+    component_name="CheckoutInvoiceCreate",
+    serializers=[
+        CheckoutInvoiceByProductSerializer,
+        CheckoutInvoiceInSatsSerializer,
+        CheckoutInvoiceInFiatSerializer,
+    ],
+    resource_type_field_name=None,
+)
+
+
 MERCHANT_ONLY = (
     "Only the merchant sets this, with its API key (POST /api/checkout/invoices): a "
     "checkout started without a key takes quantity, email and sendEmail."
 )
 
 
-class ProductCheckoutSerializer(RejectUnknownFields, CheckoutOptionsMixin):
+class ProductCheckoutSerializer(StrictJsonTypes, RejectUnknownFields, CheckoutOptionsMixin):
     """What a buyer may say when a storefront starts a checkout of a product without a key:
     how many, and where to send the receipt. What the merchant's systems trust (userRef,
     metadata, the webhook and redirect URLs, the price, description and expiry) anyone could

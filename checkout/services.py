@@ -158,9 +158,11 @@ def _product_to_sell(merchant: Merchant, product_id: str) -> Product:
         merchant=merchant, public_id=product_id, archived=False
     ).first()
     if product is None:
+        # A reference to no product of this merchant: a 404 (as for the keyless checkout),
+        # naming the field.
         raise Problem(
-            400,
-            "validation_error",
+            404,
+            "not_found",
             f"productId: no product {product_id}.",
             {"productId": [f"No product {product_id}."]},
         )

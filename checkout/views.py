@@ -15,6 +15,8 @@ from config.ratelimit import enforce_rate
 from . import selectors, services
 from .auth import AdminKeyRequired, ApiKeyAuthentication, InvoiceKeyRequired
 from .serializers import (
+    CHECKOUT_INVOICE_REQUEST,
+    PRODUCT_REQUEST,
     CheckoutInvoiceCreateSerializer,
     CheckoutInvoiceSerializer,
     ProductCheckoutSerializer,
@@ -71,7 +73,7 @@ class ProductListView(MerchantView):
         operation_id="checkout_products_create",
         tags=PRODUCTS_TAG,
         summary="Add a product (admin key)",
-        request=ProductSerializer,
+        request=PRODUCT_REQUEST,
         responses={201: ProductSerializer, **problems(400, 401, 403)},
     )
     def post(self, request):
@@ -110,7 +112,7 @@ class ProductDetailView(MerchantView):
         operation_id="checkout_products_update",
         tags=PRODUCTS_TAG,
         summary="Replace a product (admin key)",
-        request=ProductSerializer,
+        request=PRODUCT_REQUEST,
         responses={200: ProductSerializer, **problems(400, 401, 403, 404)},
     )
     def put(self, request, productId):
@@ -141,7 +143,7 @@ class ProductDetailView(MerchantView):
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {"type": "string", "minLength": 1, "maxLength": 256},
     OpenApiParameter.HEADER,
     description="A retry with the same key (and the same body) returns the first invoice "
     "instead of making a second one. At most 256 characters.",
@@ -180,10 +182,10 @@ class CheckoutInvoiceListView(MerchantView):
         tags=INVOICES_TAG,
         summary="Create a checkout invoice (invoice key)",
         parameters=[IDEMPOTENCY_KEY],
-        request=CheckoutInvoiceCreateSerializer,
+        request=CHECKOUT_INVOICE_REQUEST,
         responses={
             201: CheckoutInvoiceSerializer,
-            **problems(400, 401, 409, 422, 503),
+            **problems(400, 401, 404, 409, 422, 503, d404="productId names no product of yours."),
         },
     )
     def post(self, request):
@@ -245,7 +247,7 @@ class ProductCheckoutView(GenericAPIView):
         enforce_rate(
             request, "checkout-public", settings.CHECKOUT_PUBLIC_RATE_PER_MINUTE, period=60
         )
-        data = ProductCheckoutSerializer(data=request.data or {})
+        data = ProductCheckoutSerializer(data=request.data)  # no body: {}; null: a 400
         data.is_valid(raise_exception=True)
         checkout = services.start_product_checkout(productId, data.validated_data)
         return Response(

@@ -1,6 +1,7 @@
 """Middleware of the whole site."""
 
 from django.conf import settings
+from django.urls import Resolver404, resolve
 from django.views import defaults
 
 from .problems import is_api_path, problem_response, request_too_large
@@ -47,4 +48,41 @@ class RefuseNul:
                     "The path and the query must not contain the NUL character (%00).",
                 )
             return defaults.bad_request(request, None)
+        return self.get_response(request)
+
+
+def allowed_methods(path: str) -> list[str] | None:
+    """The methods the class-based view at `path` has a handler for (HEAD with GET), or
+    None when no such view is there."""
+    try:
+        view = resolve(path).func
+    except Resolver404:
+        return None
+    view_class = getattr(view, "view_class", None) or getattr(view, "cls", None)
+    if view_class is None:
+        return None
+    names = [name for name in view_class.http_method_names if hasattr(view_class, name)]
+    if "get" in names and "head" not in names:
+        names.append("head")
+    return [name.upper() for name in names]
+
+
+class MethodNotAllowed:
+    """A 405 problem (with Allow) for a method an API view has no handler for, before
+    anything else: DRF authenticates first, so an unknown method got a 401 without a key
+    and a 405 with one."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if is_api_path(request.path):
+            allowed = allowed_methods(request.path_info)
+            if allowed is not None and request.method not in allowed:
+                return problem_response(
+                    405,
+                    "method_not_allowed",
+                    f"{request.method} is not allowed here; allowed: {', '.join(allowed)}.",
+                    headers={"Allow": ", ".join(allowed)},
+                )
         return self.get_response(request)

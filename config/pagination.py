@@ -1,5 +1,6 @@
 """`limit` (default 20, at most 100) and `offset`, answering `{items, total}`."""
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
@@ -42,6 +43,35 @@ class ItemsPagination(LimitOffsetPagination):
 
     def get_paginated_response(self, data):
         return Response({self.items_key: data, "total": self.count})
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.limit_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"How many items (default {self.default_limit}; empty: the "
+                "default).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_limit},
+                "allowEmptyValue": True,
+            },
+            {
+                "name": self.offset_query_param,
+                "required": False,
+                "in": "query",
+                "description": "How many items to skip (default 0).",
+                "schema": {"type": "integer", "minimum": 0},
+                "allowEmptyValue": True,
+            },
+        ]
+
+    @classmethod
+    def openapi_parameters(cls) -> list[OpenApiParameter]:
+        """`limit` and `offset` for an `extend_schema` whose response is not a plain list."""
+        return [
+            OpenApiParameter(p["name"], p["schema"], description=p["description"], allow_blank=True)
+            for p in cls().get_schema_operation_parameters(None)
+        ]
 
     def get_paginated_response_schema(self, schema):
         return {

@@ -162,21 +162,34 @@ class ProblemSerializer(serializers.Serializer):
     )
 
 
-def problems(*codes: int) -> dict:
-    """OpenAPI responses for the problem+json errors an operation can answer."""
-    descriptions = {
-        400: "Invalid input: `errors` maps each field to what is wrong with it.",
-        401: "No API key, or an unknown or revoked one.",
-        403: "This needs an admin key.",
-        404: "No such object (or it belongs to another merchant).",
-        409: "The request conflicts with the object's state.",
-        422: "The Idempotency-Key was already used with a different request body.",
-        429: "Too many requests from this address; see Retry-After.",
-        503: "The exchange-rate provider or the Lightning node is unavailable.",
-    }
+PROBLEM_DESCRIPTIONS = {
+    400: "Invalid input: `errors` maps each field to what is wrong with it.",
+    401: "No API key, or an unknown or revoked one.",
+    402: "Payment required.",
+    403: "This needs an admin key.",
+    404: "No such object (or it belongs to another merchant).",
+    409: "The request conflicts with the object's state.",
+    413: "The request body is larger than the server accepts.",
+    415: "The request body is not JSON (send `Content-Type: application/json`).",
+    422: "The Idempotency-Key was already used with a different request body.",
+    429: "Too many requests from this address; see Retry-After.",
+    502: "The upstream could not be reached.",
+    503: "The exchange-rate provider or the Lightning node is unavailable.",
+    504: "The upstream did not answer in time.",
+}
+
+
+def problem_doc(code: int, description: str | None = None) -> OpenApiResponse:
+    """The OpenAPI response of one problem+json error."""
+    return OpenApiResponse(ProblemSerializer, description=description or PROBLEM_DESCRIPTIONS[code])
+
+
+def problems(*codes: int, **descriptions: str) -> dict:
+    """OpenAPI responses for the problem+json errors an operation can answer.
+
+    `descriptions` overrides the generic wording of a code: `problems(404, d404="...")`.
+    """
     return {
-        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(
-            ProblemSerializer, description=descriptions[code]
-        )
+        (code, PROBLEM_CONTENT_TYPE): problem_doc(code, descriptions.get(f"d{code}"))
         for code in codes
     }

@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.RequestSizeLimit",
     "config.middleware.RefuseNul",
+    "config.middleware.MethodNotAllowed",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -183,19 +184,25 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.JSONParser"],
     "DEFAULT_METADATA_CLASS": "config.metadata.Metadata",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.AutoSchema",
     "EXCEPTION_HANDLER": "config.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Zapgate API",
-    "DESCRIPTION": "Self-hosted Bitcoin Lightning checkout gateway.",
+    "DESCRIPTION": "Self-hosted Bitcoin Lightning checkout gateway.\n\n"
+    "Errors are RFC 9457 problem details (`application/problem+json`). No string may "
+    "contain the NUL character (`\\u0000`), anywhere in a request: it is refused with a "
+    "400.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get components of their own (no read-only fields; write-only ones
+    # shown), so that each side of the contract is exact.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Lightning ---------------------------------------------------------------------
@@ -273,6 +280,9 @@ CHECKOUT_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["CheckoutStatusEnum"] = (
     "checkout.models.CheckoutInvoice.Status"
 )
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["CurrencyEnum"] = "checkout.models.Product.Currency"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["SatCurrencyEnum"] = "checkout.serializers.SAT_ONLY"
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["FiatCurrencyEnum"] = "checkout.serializers.FIAT"
 # --- end checkout settings
 
 # --- webhooks settings (owned by the webhooks app) ---------------------------------
@@ -333,6 +343,9 @@ L402_PROXY_MAX_TIMEOUT_SECONDS = env.int("L402_PROXY_MAX_TIMEOUT_SECONDS", defau
 L402_MCP_LATEST_VERSION = env.str("L402_MCP_LATEST_VERSION", default="1.0.0")
 L402_MCP_MIN_VERSION = env.str("L402_MCP_MIN_VERSION", default="1.0.0")
 L402_MCP_RELEASE_NOTES = env.str("L402_MCP_RELEASE_NOTES", default="")
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["HttpMethodEnum"] = (
+    "l402.services.PROXY_METHODS"
+)
 # --- end l402 settings
 
 # --- shopify_bridge settings (owned by the shopify_bridge app) ---------------------------------

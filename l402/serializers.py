@@ -1,8 +1,11 @@
 import re
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from config.money import MAX_SATS
+from config.serializers import StrictJsonTypes
 
 from . import paths
 from .manifest import manifest_url, proxy_base_url
@@ -13,7 +16,37 @@ HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 FORBIDDEN_AUTH_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "cookie"}
 
 
-class ChallengeRequest(serializers.Serializer):
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": 100,
+        "pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$",
+        "description": "The header the proxy sets upstream with authValue (an HTTP header "
+        f"name, not one of {', '.join(sorted(FORBIDDEN_AUTH_HEADERS))}).",
+    }
+)
+class HeaderNameField(serializers.CharField):
+    pass
+
+
+def _method(value: str) -> str:
+    if value.upper() not in PROXY_METHODS:
+        raise serializers.ValidationError(f"Must be one of {', '.join(PROXY_METHODS)}.")
+    return value.upper()
+
+
+@extend_schema_field({"type": "string", "enum": list(PROXY_METHODS)})
+class MethodField(serializers.CharField):
+    """An HTTP method the proxy forwards (upper case; lower case is taken too)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=7, **kwargs)
+
+    def to_internal_value(self, data):
+        return _method(super().to_internal_value(data))
+
+
+class ChallengeRequest(StrictJsonTypes, serializers.Serializer):
     resource = serializers.CharField(max_length=500)
     priceSats = serializers.IntegerField(min_value=1, max_value=MAX_SATS)
     description = serializers.CharField(
@@ -60,7 +93,7 @@ class ChallengeItem(serializers.ModelSerializer):
         ]
 
 
-class VerifyRequest(serializers.Serializer):
+class VerifyRequest(StrictJsonTypes, serializers.Serializer):
     macaroon = serializers.CharField(allow_null=True, required=False, allow_blank=True)
     preimage = serializers.CharField()
 
@@ -89,16 +122,18 @@ class ContentItem(ContentSummary):
         fields = [*ContentSummary.Meta.fields, "body"]
 
 
-class ContentCreate(serializers.ModelSerializer):
+class ContentCreate(StrictJsonTypes, serializers.ModelSerializer):
     priceSats = serializers.IntegerField(source="price_sats", min_value=1, max_value=MAX_SATS)
     isPublished = serializers.BooleanField(source="is_published", default=True)
 
     class Meta:
         model = PaidContent
         fields = ["slug", "title", "teaser", "body", "priceSats", "isPublished"]
+        # A taken slug is a conflict (409 from the service), not a malformed request.
+        extra_kwargs = {"slug": {"validators": []}}
 
 
-class BundleRequest(serializers.Serializer):
+class BundleRequest(StrictJsonTypes, serializers.Serializer):
     slugs = serializers.ListField(
         child=serializers.SlugField(max_length=100), min_length=1, max_length=50
     )
@@ -108,9 +143,41 @@ class BundleResponse(serializers.Serializer):
     items = ContentItem(many=True)
 
 
-class ProxyEndpointSerializer(serializers.ModelSerializer):
+def _path_pattern_regex() -> str:
+    """What l402.paths.clean_pattern takes, as a regular expression (but for the count of
+    wildcards): /-separated segments of characters other than % ? # ; \\ and control
+    characters, `*` and `{name}` wildcards, no `.` or `..` segment."""
+    bad = r"/%?#;\\\x00-\x1f\x7f{}*"
+    plain, plain_not_dot = f"[^{bad}]", f"[^{bad}.]"
+    wildcard = rf"(?:\*|\{{[^{bad}]+\}})"
+    first, then = f"(?:{plain_not_dot}|{wildcard})", f"(?:{plain}|{wildcard})"
+    segment = rf"(?:\.{{0,2}}{first}{then}*|\.{{3,}}{then}*)?"
+    return rf"^/{segment}(?:/{segment})*$"
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": paths.MAX_PATTERN_LENGTH,
+        "allOf": [
+            {"pattern": _path_pattern_regex()},
+            # At most MAX_WILDCARDS wildcards.
+            {"pattern": rf"^[^*{{]*(?:(?:\*|\{{[^}}]*\}})[^*{{]*){{0,{paths.MAX_WILDCARDS}}}$"},
+        ],
+        "description": "A path pattern: `{name}` matches one segment, `*` any run of "
+        f"characters; at most {paths.MAX_WILDCARDS} of them. Matched ignoring case.",
+        "example": "/v1/items/{id}",
+    }
+)
+class PathPatternField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=paths.MAX_PATTERN_LENGTH, **kwargs)
+
+
+class ProxyEndpointSerializer(StrictJsonTypes, serializers.ModelSerializer):
     endpointId = serializers.SlugField(source="endpoint_id", max_length=100)
-    httpMethod = serializers.CharField(source="http_method", max_length=7)
+    httpMethod = MethodField(source="http_method")
+    path = PathPatternField()
     basePriceSats = serializers.IntegerField(
         source="base_price_sats", min_value=1, max_value=MAX_SATS
     )
@@ -126,24 +193,16 @@ class ProxyEndpointSerializer(serializers.ModelSerializer):
         except paths.InvalidPath as exc:
             raise serializers.ValidationError(str(exc)) from None
 
-    def validate_httpMethod(self, value):
-        return _method(value)
-
-
-def _method(value: str) -> str:
-    if value.upper() not in PROXY_METHODS:
-        raise serializers.ValidationError(f"Must be one of {', '.join(PROXY_METHODS)}.")
-    return value.upper()
-
 
 class PathPatterns(serializers.ListField):
     """Path patterns (l402.paths), bounded and stored in normal form."""
 
     def __init__(self, **kwargs):
         super().__init__(
-            child=serializers.CharField(max_length=paths.MAX_PATTERN_LENGTH),
+            child=PathPatternField(),
             required=False,
             default=list,
+            max_length=paths.MAX_PATTERNS,
             **kwargs,
         )
 
@@ -154,7 +213,7 @@ class PathPatterns(serializers.ListField):
             raise serializers.ValidationError(str(exc)) from None
 
 
-class ProxySerializer(serializers.ModelSerializer):
+class ProxySerializer(StrictJsonTypes, serializers.ModelSerializer):
     """Input and output of a proxy; authValue is write-only (stored encrypted)."""
 
     proxyId = serializers.CharField(source="proxy_id", read_only=True)
@@ -163,14 +222,20 @@ class ProxySerializer(serializers.ModelSerializer):
         source="default_price_sats", min_value=1, max_value=MAX_SATS
     )
     isActive = serializers.BooleanField(source="is_active", default=True)
-    authHeader = serializers.CharField(
+    authHeader = HeaderNameField(
         source="auth_header", max_length=100, required=False, allow_blank=True, default=""
     )
     authValue = serializers.CharField(
         write_only=True, required=False, allow_blank=True, max_length=4000
     )
     hasAuthValue = serializers.SerializerMethodField()
-    timeout = serializers.IntegerField(source="timeout_seconds", min_value=1, default=30)
+    timeout = serializers.IntegerField(
+        source="timeout_seconds",
+        min_value=1,
+        # The document's maximum; validate_timeout checks the setting as it is now.
+        max_value=settings.L402_PROXY_MAX_TIMEOUT_SECONDS,
+        default=30,
+    )
     allowedMethods = serializers.ListField(
         source="allowed_methods",
         child=serializers.ChoiceField(choices=PROXY_METHODS),
@@ -190,7 +255,7 @@ class ProxySerializer(serializers.ModelSerializer):
     categories = serializers.ListField(child=serializers.CharField(), read_only=True)
     endpoints = ProxyEndpointSerializer(many=True, read_only=True)
     retired = serializers.SerializerMethodField()
-    retiredAt = serializers.DateTimeField(source="retired_at", read_only=True)
+    retiredAt = serializers.DateTimeField(source="retired_at", read_only=True, allow_null=True)
     retiredReason = serializers.CharField(source="retired_reason", read_only=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
@@ -225,6 +290,14 @@ class ProxySerializer(serializers.ModelSerializer):
             "updatedAt",
         ]
 
+    # authValue needs authHeader (on a change: the one given, or the proxy's own).
+    openapi_request_rules = {
+        "anyOf": [
+            {"properties": {"authValue": {"maxLength": 0}}},
+            {"required": ["authHeader"], "properties": {"authHeader": {"minLength": 1}}},
+        ]
+    }
+
     def get_hasAuthValue(self, proxy) -> bool:
         return bool(proxy.auth_value_encrypted)
 
@@ -238,8 +311,6 @@ class ProxySerializer(serializers.ModelSerializer):
         return proxy.retired_at is not None
 
     def validate_timeout(self, value):
-        from django.conf import settings
-
         if value > settings.L402_PROXY_MAX_TIMEOUT_SECONDS:
             raise serializers.ValidationError(
                 f"Must be at most {settings.L402_PROXY_MAX_TIMEOUT_SECONDS} seconds."
@@ -261,7 +332,7 @@ class ProxySerializer(serializers.ModelSerializer):
         return attrs
 
 
-class UnpublishRequest(serializers.Serializer):
+class UnpublishRequest(StrictJsonTypes, serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
@@ -271,7 +342,7 @@ class UnpublishResponse(serializers.Serializer):
     alreadyRetired = serializers.BooleanField()
 
 
-class ManifestSettings(serializers.Serializer):
+class ManifestSettings(StrictJsonTypes, serializers.Serializer):
     manifestEnabled = serializers.BooleanField(source="manifest_enabled", required=False)
     manifestPubliclyListed = serializers.BooleanField(
         source="manifest_publicly_listed", required=False
@@ -287,9 +358,9 @@ class ManifestSettings(serializers.Serializer):
     )
 
 
-class OneTimeKeyRequest(serializers.Serializer):
+class OneTimeKeyRequest(StrictJsonTypes, serializers.Serializer):
     proxyId = serializers.CharField(max_length=80)
-    method = serializers.CharField(max_length=7, default="POST")
+    method = MethodField(default="POST")
     path = serializers.CharField(max_length=2000)
     body = serializers.CharField(
         required=False,
@@ -299,9 +370,6 @@ class OneTimeKeyRequest(serializers.Serializer):
         trim_whitespace=False,
         help_text="The exact request body the key will pay for.",
     )
-
-    def validate_method(self, value):
-        return _method(value)
 
 
 class OneTimeKeyResponse(serializers.Serializer):

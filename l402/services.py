@@ -14,6 +14,7 @@ from decimal import Decimal
 from urllib.parse import unquote
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
@@ -344,7 +345,16 @@ def authorize_bundle(
 
 
 def create_content(merchant: Merchant, **fields) -> PaidContent:
-    return PaidContent.objects.create(merchant=merchant, **fields)
+    try:
+        with transaction.atomic():
+            return PaidContent.objects.create(merchant=merchant, **fields)
+    except IntegrityError:
+        raise Problem(
+            409,
+            "slug_taken",
+            f"the slug {fields['slug']!r} is taken; choose another",
+            {"slug": ["This slug is taken."]},
+        ) from None
 
 
 # --- proxies ----------------------------------------------------------------------------
@@ -766,8 +776,12 @@ def l402_stats(merchant: Merchant) -> dict:
 # --- MCP version check ----------------------------------------------------------------------
 
 
+# A version like 1.2.3 (also v1.2, 1.2.3-beta.1+build): the OpenAPI document says the same.
+VERSION_PATTERN = r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?(?:[-+][0-9A-Za-z.+-]*)?"
+
+
 def _version_tuple(version: str) -> tuple[int, ...]:
-    match = re.fullmatch(r"v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:[-+].*)?", version.strip())
+    match = re.fullmatch(VERSION_PATTERN, version) if len(version) <= 64 else None
     if not match:
         raise ValueError(version)
     return tuple(int(part or 0) for part in match.groups())

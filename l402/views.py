@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from checkout.auth import AdminKeyRequired, ApiKeyAuthentication, InvoiceKeyRequired
 from config.pagination import ItemsPagination
-from config.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body
+from config.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body, problems
 
 from . import forwarding, manifest, services
 from . import serializers as s
@@ -48,7 +48,10 @@ PROBLEM = inline_serializer(
         "error": serializers.CharField(),
     },
 )
-PAID_RESPONSES = {402: PAYMENT_REQUIRED, 401: PROBLEM}
+PAID_RESPONSES = {
+    (402, PROBLEM_CONTENT_TYPE): PAYMENT_REQUIRED,
+    (401, PROBLEM_CONTENT_TYPE): PROBLEM,
+}
 
 
 # --- the 402 / 401 answers ------------------------------------------------------------------
@@ -152,11 +155,11 @@ def _challenge_body(challenge: L402Challenge) -> dict:
 
 
 class ChallengesView(MerchantView):
+    pagination_class = ItemsPagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=[c for c, _ in L402Challenge.Status.choices]),
-            OpenApiParameter("limit", int),
-            OpenApiParameter("offset", int),
         ],
         responses=s.ChallengeItem(many=True),
     )
@@ -169,7 +172,7 @@ class ChallengesView(MerchantView):
                 f"status must be one of {', '.join(L402Challenge.Status.values)}",
                 {"status": [f"Must be one of {', '.join(L402Challenge.Status.values)}."]},
             )
-        paginator = ItemsPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             services.list_challenges(request.merchant, wanted), request, view=self
         )
@@ -177,8 +180,18 @@ class ChallengesView(MerchantView):
 
     @extend_schema(
         request=s.ChallengeRequest,
-        responses={201: s.ChallengeResponse},
-        parameters=[OpenApiParameter("X-Idempotency-Key", str, OpenApiParameter.HEADER)],
+        responses={
+            201: s.ChallengeResponse,
+            **problems(409, 503, d409="The idempotency key was used for another challenge."),
+        },
+        parameters=[
+            OpenApiParameter(
+                "X-Idempotency-Key",
+                {"type": "string", "maxLength": 256},
+                OpenApiParameter.HEADER,
+                description="A retry with the same key returns the first challenge.",
+            )
+        ],
     )
     def post(self, request):
         data = s.ChallengeRequest(data=request.data)
@@ -316,16 +329,21 @@ class StatusView(APIView):
 
 
 class ContentListView(AdminWritesView):
+    pagination_class = ItemsPagination
+
     def get_permissions(self):  # the list is public; publishing needs an admin key
         return [] if self.request.method == "GET" else [AdminKeyRequired()]
 
     @extend_schema(responses=s.ContentSummary(many=True), auth=[])
     def get(self, request):
-        paginator = ItemsPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(services.published_content(), request, view=self)
         return paginator.get_paginated_response(s.ContentSummary(page, many=True).data)
 
-    @extend_schema(request=s.ContentCreate, responses={201: s.ContentItem})
+    @extend_schema(
+        request=s.ContentCreate,
+        responses={201: s.ContentItem, **problems(409, d409="Content with this slug exists.")},
+    )
     def post(self, request):
         data = s.ContentCreate(data=request.data)
         data.is_valid(raise_exception=True)
@@ -344,7 +362,14 @@ class ContentDetailView(APIView):
 
 
 class BundleView(APIView):
-    @extend_schema(request=s.BundleRequest, responses={200: s.BundleResponse, **PAID_RESPONSES})
+    @extend_schema(
+        request=s.BundleRequest,
+        responses={
+            200: s.BundleResponse,
+            **PAID_RESPONSES,
+            **problems(404, d404="No published content has one of these slugs."),
+        },
+    )
     def post(self, request):
         data = s.BundleRequest(data=request.data)
         data.is_valid(raise_exception=True)
@@ -373,9 +398,11 @@ def _own_proxy(request, proxy_id: str) -> Proxy:
 
 
 class ProxyListView(AdminWritesView):
+    pagination_class = ItemsPagination
+
     @extend_schema(responses=s.ProxySerializer(many=True))
     def get(self, request):
-        paginator = ItemsPagination()
+        paginator = self.pagination_class()
         proxies = Proxy.objects.filter(merchant=request.merchant).prefetch_related("endpoints")
         page = paginator.paginate_queryset(proxies, request, view=self)
         return paginator.get_paginated_response(s.ProxySerializer(page, many=True).data)
@@ -424,14 +451,22 @@ class UnpublishView(MerchantView):
 
 
 class EndpointsView(AdminWritesView):
+    pagination_class = ItemsPagination
+
     @extend_schema(responses=s.ProxyEndpointSerializer(many=True))
     def get(self, request, proxy_id):
         proxy = _own_proxy(request, proxy_id)
-        return Response({"items": s.ProxyEndpointSerializer(proxy.endpoints.all(), many=True).data})
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(proxy.endpoints.order_by("pk"), request, view=self)
+        return paginator.get_paginated_response(s.ProxyEndpointSerializer(page, many=True).data)
 
     @extend_schema(
         request=s.ProxyEndpointSerializer,
-        responses={201: s.ProxyEndpointSerializer, 200: s.ProxyEndpointSerializer},
+        responses={
+            201: s.ProxyEndpointSerializer,
+            200: s.ProxyEndpointSerializer,
+            **problems(409, d409="Another endpoint prices this method and path."),
+        },
     )
     def post(self, request, proxy_id):
         proxy = _own_proxy(request, proxy_id)
@@ -499,10 +534,24 @@ PROXY_SCHEMA = extend_schema(
     request=OpenApiTypes.BINARY,
     responses={
         (200, "*/*"): OpenApiTypes.BINARY,
-        402: PAYMENT_REQUIRED,
-        401: PROBLEM,
-        502: PROBLEM,
-        504: PROBLEM,
+        **PAID_RESPONSES,
+        **problems(
+            400,
+            403,
+            404,
+            405,
+            410,
+            413,
+            502,
+            503,
+            504,
+            d400="The path is not a valid path (e.g. a NUL or a malformed escape).",
+            d403="The path is not among the proxy's allowed paths, or is blocked.",
+            d404="No such proxy.",
+            d405="The proxy does not forward this method.",
+            d410="The proxy was retired.",
+            d503="The proxy is paused by its owner, or the Lightning node is unavailable.",
+        ),
     },
 )
 
@@ -572,7 +621,24 @@ class ProxyRequestView(APIView):
 
 
 class OneTimeKeyView(APIView):
-    @extend_schema(request=s.OneTimeKeyRequest, responses={201: s.OneTimeKeyResponse})
+    @extend_schema(
+        request=s.OneTimeKeyRequest,
+        responses={
+            201: s.OneTimeKeyResponse,
+            **problems(
+                403,
+                404,
+                405,
+                410,
+                503,
+                d403="The path is not among the proxy's allowed paths, or is blocked.",
+                d404="No such proxy.",
+                d405="The proxy does not forward this method.",
+                d410="The proxy was retired or deleted.",
+                d503="The proxy is paused, or the Lightning node is unavailable.",
+            ),
+        },
+    )
     def post(self, request):
         data = s.OneTimeKeyRequest(data=request.data)
         data.is_valid(raise_exception=True)
@@ -604,7 +670,9 @@ class RegistryView(APIView):
 
 class ValidateManifestView(APIView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
+        request=OpenApiTypes.ANY,
+        description="Any JSON value: the answer says whether it is a valid manifest and, if "
+        "not, what is wrong with it.",
         responses=inline_serializer(
             "ManifestValidation",
             {"valid": serializers.BooleanField(), "errors": serializers.ListField()},
@@ -623,7 +691,19 @@ class ManifestSchemaView(APIView):
 
 class VersionCheckView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("currentVersion", str)], responses=OpenApiTypes.OBJECT
+        parameters=[
+            OpenApiParameter(
+                "currentVersion",
+                {
+                    "type": "string",
+                    "maxLength": 64,
+                    "pattern": f"^(?:{services.VERSION_PATTERN})?$",
+                },
+                description="The client's version, e.g. 1.2.3 (empty or left out: just tell "
+                "the latest).",
+            )
+        ],
+        responses=OpenApiTypes.OBJECT,
     )
     def get(self, request):
         return Response(services.mcp_version_check(request.query_params.get("currentVersion")))

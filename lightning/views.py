@@ -6,7 +6,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.problems import Problem
+from config.problems import Problem, problem_response, problems
+from config.serializers import StrictJsonTypes
 
 from .backends import get_backend
 from .backends.base import NodeError, PaymentFailed
@@ -16,7 +17,15 @@ from .services import watcher_status
 def health(request):
     """Liveness of the parts a payment needs: 200 when all answer, 503 naming the failing:
     the database, the node, or the watcher (no watcher renewed its lease or applied a
-    batch for longer than WATCHER_HEALTH_MAX_AGE_SECONDS: payments are not being recorded)."""
+    batch for longer than WATCHER_HEALTH_MAX_AGE_SECONDS: payments are not being recorded).
+    GET and HEAD only."""
+    if request.method not in ("GET", "HEAD"):
+        return problem_response(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed here; allowed: GET, HEAD.",
+            headers={"Allow": "GET, HEAD"},
+        )
     body = {"status": "ok", "database": "ok"}
     failing = []
     try:
@@ -49,7 +58,7 @@ def health(request):
     return JsonResponse(body)
 
 
-class DevPayRequest(serializers.Serializer):
+class DevPayRequest(StrictJsonTypes, serializers.Serializer):
     bolt11 = serializers.CharField(max_length=4000, trim_whitespace=True)
 
 
@@ -58,10 +67,21 @@ class DevPayView(APIView):
 
     @extend_schema(
         request=DevPayRequest,
-        responses=inline_serializer(
-            "DevPayResponse",
-            {"paymentHash": serializers.CharField(), "preimage": serializers.CharField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "DevPayResponse",
+                {
+                    "paymentHash": serializers.CharField(),
+                    "preimage": serializers.CharField(allow_null=True),
+                },
+            ),
+            **problems(
+                404,
+                409,
+                d404="Not in dev mode with the dev node: this endpoint does not exist.",
+                d409="payment_failed: not a valid BOLT11 invoice of this node, or not payable.",
+            ),
+        },
     )
     def post(self, request):
         if not (settings.DEV_MODE and settings.LIGHTNING_BACKEND == "devnode"):

@@ -47,6 +47,10 @@ def main() -> int:
             # balancers use 75 and 60 s.
             "--keep-alive",
             "75",
+            # The longest request line gunicorn takes (its default is 4094 bytes): a query
+            # of the documented maximum lengths, percent-encoded, fits (else an HTML 414).
+            "--limit-request-line",
+            "8190",
             "--access-logfile",
             "-",
         ],

@@ -1,5 +1,8 @@
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
+
+from config.serializers import StrictJsonTypes
 
 from .fields import mask
 from .models import ShopifyOrder, api_version_validator, shop_domain_validator
@@ -12,7 +15,7 @@ def _usd(**kwargs):
     return serializers.DecimalField(max_digits=10, decimal_places=2, min_value=0, **kwargs)
 
 
-class ShopifyShippingSerializer(serializers.Serializer):
+class ShopifyShippingSerializer(StrictJsonTypes, serializers.Serializer):
     domesticUsd = _usd(source="domestic_shipping_usd", required=False)
     domesticCountry = serializers.RegexField(
         r"^[A-Z]{2}$",
@@ -27,7 +30,7 @@ class ShopifyShippingSerializer(serializers.Serializer):
     )
 
 
-class ShopifyStoreSerializer(serializers.Serializer):
+class ShopifyStoreSerializer(StrictJsonTypes, serializers.Serializer):
     slug = serializers.SlugField(max_length=60)
     storeName = serializers.CharField(source="name", max_length=200)
     shopDomain = serializers.CharField(
@@ -59,7 +62,9 @@ class ShopifyStoreSerializer(serializers.Serializer):
     )
     shipping = ShopifyShippingSerializer(source="*", required=False)
     active = serializers.BooleanField(required=False)
-    catalogSyncedAt = serializers.DateTimeField(source="catalog_synced_at", read_only=True)
+    catalogSyncedAt = serializers.DateTimeField(
+        source="catalog_synced_at", read_only=True, allow_null=True
+    )
     lastSyncError = serializers.CharField(source="last_sync_error", read_only=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
 
@@ -80,6 +85,7 @@ class ShopifyStoreSerializer(serializers.Serializer):
         return value
 
 
+@extend_schema_serializer(exclude_fields=["slug"])  # cannot change: not part of a change
 class ShopifyStoreUpdateSerializer(ShopifyStoreSerializer):
     slug = serializers.SlugField(max_length=60, required=False)
 
@@ -106,12 +112,12 @@ class ShopifyCatalogSerializer(serializers.Serializer):
     products = ShopifyProductSerializer(many=True)
 
 
-class ShopifyCheckoutItemSerializer(serializers.Serializer):
+class ShopifyCheckoutItemSerializer(StrictJsonTypes, serializers.Serializer):
     variantId = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY, default=1)
 
 
-class ShopifyCheckoutSerializer(serializers.Serializer):
+class ShopifyCheckoutSerializer(StrictJsonTypes, serializers.Serializer):
     items = ShopifyCheckoutItemSerializer(many=True, min_length=1, max_length=MAX_ITEMS)
 
     def validate_items(self, items):
@@ -150,7 +156,7 @@ class ShopifyPaidCheckoutSerializer(serializers.Serializer):
     claimPageUrl = serializers.URLField()
 
 
-class ShopifyShippingAddressSerializer(serializers.Serializer):
+class ShopifyShippingAddressSerializer(StrictJsonTypes, serializers.Serializer):
     firstName = serializers.CharField(max_length=100)
     lastName = serializers.CharField(max_length=100)
     address1 = serializers.CharField(max_length=255)
@@ -169,7 +175,7 @@ class ShopifyShippingAddressSerializer(serializers.Serializer):
     )
 
 
-class ShopifyClaimSerializer(serializers.Serializer):
+class ShopifyClaimSerializer(StrictJsonTypes, serializers.Serializer):
     claimToken = serializers.CharField(min_length=1, max_length=20)
     email = serializers.EmailField(max_length=200)
     shippingAddress = ShopifyShippingAddressSerializer()

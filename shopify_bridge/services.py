@@ -174,7 +174,8 @@ def price_cart(store: ShopifyStore, items: list[dict]) -> tuple[list[tuple], Dec
             ]
     if unknown:
         first = next(iter(unknown.values()))[0]
-        raise Problem(400, "unknown_variant", f"{first} Reload the catalog.", unknown)
+        # A reference to nothing in this store's catalog: a 404, as every other.
+        raise Problem(404, "unknown_variant", f"{first} Reload the catalog.", unknown)
     if unavailable:
         first = next(iter(unavailable.values()))[0]
         raise Problem(409, "variant_unavailable", first, unavailable)

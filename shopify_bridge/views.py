@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from checkout.auth import AdminKeyRequired, ApiKeyAuthentication, InvoiceKeyRequired
 from config import parsers
 from config.pagination import ItemsPagination
-from config.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body
+from config.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body, problems
 from config.ratelimit import enforce_rate
 
 from . import services
@@ -32,7 +32,6 @@ from .serializers import (
 )
 
 TAG = "shopify"
-PROBLEM = OpenApiResponse(description="Problem details (application/problem+json).")
 
 
 class MerchantView(APIView):
@@ -41,13 +40,15 @@ class MerchantView(APIView):
 
 
 class StoreListView(MerchantView):
+    pagination_class = ItemsPagination
+
     @extend_schema(
         tags=[TAG],
         operation_id="shopify_stores_list",
         responses={200: ShopifyStoreSerializer(many=True)},
     )
     def get(self, request):
-        paginator = ItemsPagination()
+        paginator = self.pagination_class()
         stores = ShopifyStore.objects.filter(merchant=request.merchant).order_by("created_at")
         page = paginator.paginate_queryset(stores, request, view=self)
         return paginator.get_paginated_response(ShopifyStoreSerializer(page, many=True).data)
@@ -56,7 +57,7 @@ class StoreListView(MerchantView):
         tags=[TAG],
         operation_id="shopify_stores_create",
         request=ShopifyStoreSerializer,
-        responses={201: ShopifyStoreSerializer, 400: PROBLEM, 409: PROBLEM},
+        responses={201: ShopifyStoreSerializer, **problems(409, d409="A store has this slug.")},
     )
     def post(self, request):
         serializer = ShopifyStoreSerializer(data=request.data)
@@ -69,7 +70,7 @@ class StoreDetailView(MerchantView):
     @extend_schema(
         tags=[TAG],
         operation_id="shopify_stores_retrieve",
-        responses={200: ShopifyStoreSerializer, 404: PROBLEM},
+        responses=ShopifyStoreSerializer,
     )
     def get(self, request, slug):
         store = services.store_of_merchant(request.merchant, slug)
@@ -79,7 +80,7 @@ class StoreDetailView(MerchantView):
         tags=[TAG],
         operation_id="shopify_stores_update",
         request=ShopifyStoreUpdateSerializer,
-        responses={200: ShopifyStoreSerializer, 404: PROBLEM},
+        responses=ShopifyStoreSerializer,
     )
     def patch(self, request, slug):
         store = services.store_of_merchant(request.merchant, slug)
@@ -91,7 +92,10 @@ class StoreDetailView(MerchantView):
     @extend_schema(
         tags=[TAG],
         operation_id="shopify_stores_delete",
-        responses={204: None, 404: PROBLEM, 409: PROBLEM},
+        responses={
+            204: None,
+            **problems(409, d409="The store has orders; deactivate it instead."),
+        },
     )
     def delete(self, request, slug):
         services.delete_store(services.store_of_merchant(request.merchant, slug))
@@ -103,7 +107,7 @@ class StoreSyncView(MerchantView):
         tags=[TAG],
         operation_id="shopify_stores_sync",
         request=None,
-        responses={202: ShopifySyncQueuedSerializer, 404: PROBLEM},
+        responses={202: ShopifySyncQueuedSerializer},
     )
     def post(self, request, slug):
         """Queue a catalog sync from Shopify now (it also runs on a schedule)."""
@@ -118,7 +122,7 @@ class CatalogView(APIView):
     @extend_schema(
         tags=[TAG],
         operation_id="shopify_catalog",
-        responses={200: ShopifyCatalogSerializer, 304: None, 404: PROBLEM},
+        responses={200: ShopifyCatalogSerializer, 304: None},
     )
     def get(self, request, slug):
         """Public: the store's products and variants, from the local copy. Cacheable
@@ -153,13 +157,14 @@ class CheckoutView(APIView):
         ],
         responses={
             200: ShopifyPaidCheckoutSerializer,
-            402: ShopifyChallengeSerializer,
-            400: PROBLEM,
-            401: PROBLEM,
-            404: PROBLEM,
-            409: PROBLEM,
-            429: PROBLEM,
-            503: PROBLEM,
+            (402, PROBLEM_CONTENT_TYPE): ShopifyChallengeSerializer,
+            **problems(
+                401,
+                409,
+                429,
+                503,
+                d401="The L402 credential is invalid, or not for this store's order.",
+            ),
         },
     )
     def post(self, request, slug):
@@ -199,7 +204,7 @@ class ClaimView(APIView):
         tags=[TAG],
         operation_id="shopify_claim",
         request=ShopifyClaimSerializer,
-        responses={200: ShopifyClaimResultSerializer, 400: PROBLEM, 404: PROBLEM, 429: PROBLEM},
+        responses={200: ShopifyClaimResultSerializer, **problems(429)},
     )
     def post(self, request, slug):
         """Public: hand in email and shipping address with the claim token of a paid order.
@@ -232,7 +237,7 @@ class OrderStatusView(APIView):
         tags=[TAG],
         operation_id="shopify_order_status",
         parameters=[OpenApiParameter("claimToken", OpenApiTypes.STR, OpenApiParameter.QUERY)],
-        responses={200: ShopifyOrderStatusSerializer, 404: PROBLEM, 429: PROBLEM},
+        responses={200: ShopifyOrderStatusSerializer, **problems(429)},
     )
     def get(self, request, slug, orderId):
         """The order's status and tracking, for its buyer (`?claimToken=`) or its merchant
@@ -261,7 +266,10 @@ class ShopifyWebhookView(APIView):
                 "X-Shopify-Topic", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True
             ),
         ],
-        responses={200: OpenApiTypes.OBJECT, 401: PROBLEM, 400: PROBLEM},
+        responses={
+            200: OpenApiTypes.OBJECT,
+            **problems(401, d401="The X-Shopify-Hmac-Sha256 signature does not match."),
+        },
     )
     def post(self, request, slug):
         """Shopify's orders/fulfilled and fulfillments/* webhooks: tracking, and Shipped."""

@@ -327,7 +327,7 @@ def test_an_unknown_challenge_is_refused(api):
     register(api, signer)
     challenge = "ab" * 32
     response = _verify(api, signer.pubkey, challenge, signer.sign(bytes.fromhex(challenge)))
-    assert_problem(response, 400, "unknown_challenge")
+    assert_problem(response, 404, "unknown_challenge")
 
 
 @pytest.mark.parametrize(

@@ -126,7 +126,7 @@ def test_product_lifecycle(shop):
     listed = shop.invoice.get(PRODUCTS).json()
     assert listed == {"items": [created], "total": 1}
 
-    patched = shop.admin.send("PATCH", url, {"price": 13, "active": False})
+    patched = shop.admin.send("PATCH", url, {"price": "13", "active": False})
     assert patched.status_code == 200, patched.content
     assert patched.json()["price"] == "13.00" and patched.json()["active"] is False
     assert patched.json()["name"] == "Beans"
@@ -157,7 +157,7 @@ def test_deleting_a_sold_product_archives_it_and_it_cannot_be_bought(shop):
     assert_problem(shop.admin.send("PATCH", url, {"active": True}), 404)
     before = rows()
     bought = shop.invoice.post(INVOICES, {"productId": product["productId"]})
-    assert_problem(bought, 400, "validation_error")
+    assert_problem(bought, 404, "not_found")
     assert "productId" in bought.json()["errors"]
     assert_problem(Api().post(f"{url}/checkout"), 404, "not_found")
     assert rows() == before
@@ -223,7 +223,7 @@ def test_another_merchants_product_is_a_404(shop, other_shop):
     assert other_shop.admin.get(PRODUCTS).json() == {"items": [], "total": 0}
     before = rows()
     taken = other_shop.admin.post(INVOICES, {"productId": product["productId"]})
-    assert "productId" in assert_problem(taken, 400)["errors"]
+    assert "productId" in assert_problem(taken, 404, "not_found")["errors"]
     assert rows() == before
     assert Product.objects.get().name == "Beans"
 
@@ -360,7 +360,6 @@ BAD_CREATES = [
     ({"amount": [5], "currency": "USD"}, "amount"),
     ({"amount": "5", "currency": "DOGE"}, "currency"),
     ({"productId": 12}, "productId"),
-    ({"productId": "prod_unknown"}, "productId"),
     ({"productId": "prod_x", "quantity": 0}, "quantity"),
     ({"productId": "prod_x", "quantity": "2"}, "quantity"),
     ({"productId": "prod_x", "quantity": 1.5}, "quantity"),
@@ -380,6 +379,15 @@ BAD_CREATES = [
     ({"amount": "5", "currency": "USD", "description": "d" * 501}, "description"),
     ({"amount": "5", "currency": "USD", "userref": "typo"}, "userref"),
 ]
+
+
+def test_an_unknown_product_is_a_404_naming_the_field(shop):
+    before = rows()
+    problem = assert_problem(
+        shop.invoice.post(INVOICES, {"productId": "prod_unknown"}), 404, "not_found"
+    )
+    assert "productId" in problem["errors"], problem
+    assert rows() == before
 
 
 @pytest.mark.parametrize("body, field", BAD_CREATES)
@@ -757,8 +765,14 @@ def test_the_openapi_document_describes_the_checkout_api_without_warnings():
     assert set(create["responses"]) >= {"201", "400", "401", "409", "422", "503"}
     assert "application/problem+json" in create["responses"]["400"]["content"]
     assert create["security"] == [{"ApiKey": []}]
-    request = schema["components"]["schemas"]["CheckoutInvoiceCreate"]["properties"]
-    assert {"productId", "amount", "userRef", "metadata", "expiresInSeconds"} <= set(request)
+    # One of three shapes: a product, an amount of sats, an amount in a fiat currency.
+    components = schema["components"]["schemas"]
+    shapes = components["CheckoutInvoiceCreateRequest"]["oneOf"]
+    request = set()
+    for shape in shapes:
+        request |= set(components[shape["$ref"].rsplit("/", 1)[1]]["properties"])
+    assert len(shapes) == 3
+    assert {"productId", "amount", "userRef", "metadata", "expiresInSeconds"} <= request
     assert set(paths["/api/checkout/products/{productId}"]) == {"get", "put", "patch", "delete"}
     public = paths["/api/checkout/products/{productId}/checkout"]["post"]
     assert "429" in public["responses"] and public.get("security") in (None, [], [{}])

@@ -318,7 +318,7 @@ ELEVEN_ITEMS = [{"variantId": 1001, "quantity": 1} for _ in range(11)]
             400,
             "items",
         ),
-        ({"items": [{"variantId": 9999}]}, 400, "items.0.variantId"),
+        ({"items": [{"variantId": 9999}]}, 404, "items.0.variantId"),  # not in the catalog
         ({"items": [{"variantId": 1002}, {"variantId": 1003}]}, 409, "items.1.variantId"),
     ],
 )

@@ -5,6 +5,7 @@ import json
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from config.serializers import StrictJsonTypes
 from config.ssrf import UnsafeTarget
 
 from . import services
@@ -29,6 +30,14 @@ class WebhookUrlField(serializers.URLField):
         return value
 
 
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "enum": ["*", *sorted(services.EVENT_TYPES)]},
+        "minItems": 1,
+        "maxItems": 100,
+    }
+)
 class EventTypesField(serializers.ListField):
     child = serializers.CharField()
 
@@ -55,7 +64,7 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-class EndpointSerializer(serializers.ModelSerializer):
+class EndpointSerializer(StrictJsonTypes, serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     url = WebhookUrlField()
     events = EventTypesField()
@@ -63,7 +72,7 @@ class EndpointSerializer(serializers.ModelSerializer):
     enabled = StrictBooleanField(required=False)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
-    disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True)
+    disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True, allow_null=True)
     disabledReason = serializers.CharField(source="disabled_reason", read_only=True)
 
     class Meta:
@@ -86,7 +95,7 @@ class EndpointWithSecretSerializer(EndpointSerializer):
 
     secret = serializers.CharField(read_only=True, help_text="whsec_..., shown only now.")
     previousSecretExpiresAt = serializers.DateTimeField(
-        source="previous_secret_expires_at", read_only=True
+        source="previous_secret_expires_at", read_only=True, allow_null=True
     )
 
     class Meta(EndpointSerializer.Meta):
@@ -97,7 +106,7 @@ class DefaultSecretSerializer(serializers.Serializer):
     secret = serializers.CharField(read_only=True)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     previousSecretExpiresAt = serializers.DateTimeField(
-        source="previous_secret_expires_at", read_only=True
+        source="previous_secret_expires_at", read_only=True, allow_null=True
     )
 
 

@@ -1,7 +1,7 @@
 """The webhooks API (admin key): endpoints, their secrets, deliveries and redelivery."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -21,10 +21,7 @@ from .serializers import (
     EndpointWithSecretSerializer,
 )
 
-PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description="At most this many items (default 20, max 100)."),
-    OpenApiParameter("offset", int, description="Skip this many items first."),
-]
+PAGE_PARAMETERS = ItemsPagination.openapi_parameters()
 
 
 class MerchantView(GenericAPIView):
