@@ -9,3 +9,15 @@ def _fresh_backend():
     reset_backend()
     yield
     reset_backend()
+
+
+@pytest.fixture
+def upstream(settings):
+    """A real HTTP server on loopback for the L402 proxy to forward to (private targets
+    allowed, as they are for a local demo)."""
+    from .l402_support import start_upstream
+
+    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
+    server = start_upstream()
+    yield server
+    server.stop()

@@ -9,7 +9,6 @@ from checkout.services import create_merchant
 from lightning import services as lightning
 from lightning.backends import get_backend
 
-from .l402_support import start_upstream
 from .test_agents_market import publish
 from .test_agents_support import (  # noqa: F401 (fixture)
     Signer,
@@ -20,14 +19,6 @@ from .test_agents_support import (  # noqa: F401 (fixture)
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def upstream(settings):
-    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 def paid_call(client, url):

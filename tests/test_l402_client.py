@@ -13,8 +13,6 @@ from l402_requests.wallets import WalletBase
 
 from checkout.services import create_merchant
 
-from .l402_support import start_upstream
-
 
 class DevNodeWallet(WalletBase):
     """Pays through the gateway's dev wallet API and returns the preimage."""
@@ -37,13 +35,6 @@ def gateway(live_server, settings):
     settings.LIGHTNING_BACKEND = "devnode"
     settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
     return live_server.url
-
-
-@pytest.fixture
-def upstream():
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 def test_the_client_pays_once_and_reuses_its_token_on_a_protected_resource(gateway):

@@ -12,20 +12,10 @@ from config.money import MAX_SATS
 from l402.models import PaidContent, Proxy, ProxyEndpoint
 from lightning.models import Invoice
 
-from .l402_support import start_upstream
-
 pytestmark = pytest.mark.django_db
 
 TOO_MUCH = [MAX_SATS + 1, 10**16, 2**63 - 1, 2**64]
 PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def upstream(settings):
-    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from lightning.models import Invoice
 from webhooks.models import WebhookEvent
 from webhooks.services import create_endpoint
 
-from .l402_support import credential, pay, start_upstream
+from .l402_support import credential, pay
 
 pytestmark = [
     pytest.mark.django_db,
@@ -32,13 +32,6 @@ pytestmark = [
 @pytest.fixture
 def private_targets_allowed(settings):
     settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
-
-
-@pytest.fixture
-def upstream():
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -11,18 +11,10 @@ from django.test import Client
 from checkout.services import create_merchant
 from lightning.models import Invoice
 
-from .l402_support import credential, pay, start_upstream
+from .l402_support import credential, pay
 from .test_l402_proxy import echo, make_proxy
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def upstream(settings):
-    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -22,17 +22,9 @@ from lightning import services as lightning
 from lightning.backends import get_backend
 from lightning.models import Invoice
 
-from .l402_support import decode_v2, start_upstream
+from .l402_support import decode_v2
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def upstream(settings):
-    settings.L402_PROXY_ALLOW_PRIVATE_TARGETS = True
-    server = start_upstream()
-    yield server
-    server.stop()
 
 
 def settle(bolt11: str) -> str:
