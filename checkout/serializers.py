@@ -24,29 +24,6 @@ SAT_ONLY = [(code, label) for code, label in CURRENCIES if code == Product.Curre
 FIAT = [(code, label) for code, label in CURRENCIES if code != Product.Currency.SAT]
 
 
-class StrictCharField(serializers.CharField):
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"invalid": "Must be true or false."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
-
-
-class StrictIntegerField(serializers.IntegerField):
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class MoneyField(serializers.DecimalField):
     """A positive amount as a decimal string ("12.50"; a JSON number is refused, see
     config.serializers), shown with two decimals, or as a whole number for SAT."""
@@ -122,15 +99,17 @@ class RejectUnknownFields:
 
 class ProductSerializer(StrictJsonTypes, RejectUnknownFields, serializers.ModelSerializer):
     productId = serializers.CharField(source="public_id", read_only=True)
-    name = StrictCharField(max_length=200)
-    description = StrictCharField(max_length=5000, allow_blank=True, required=False)
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=5000, allow_blank=True, required=False)
     price = MoneyField(
         help_text="A decimal string with at most 2 decimals, greater than 0; for SAT a "
         "whole number of sats."
     )
     currency = serializers.ChoiceField(choices=CURRENCIES)
     imageUrl = HttpUrlField(source="image_url", allow_blank=True, required=False)
-    active = StrictBooleanField(required=False, help_text="Inactive products cannot be bought.")
+    active = serializers.BooleanField(
+        required=False, help_text="Inactive products cannot be bought."
+    )
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
@@ -205,7 +184,7 @@ class CheckoutOptionsMixin(serializers.Serializer):
     }
 
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
-    sendEmail = StrictBooleanField(
+    sendEmail = serializers.BooleanField(
         source="send_email",
         required=False,
         default=False,
@@ -220,20 +199,20 @@ class CheckoutOptionsMixin(serializers.Serializer):
 
 
 class CheckoutInvoiceCreateSerializer(StrictJsonTypes, RejectUnknownFields, CheckoutOptionsMixin):
-    userRef = StrictCharField(
+    userRef = serializers.CharField(
         source="user_ref",
         max_length=128,
         allow_blank=True,
         required=False,
         help_text="Your reference for this checkout (at most 128 characters), echoed back.",
     )
-    productId = StrictCharField(
+    productId = serializers.CharField(
         source="product_id",
         max_length=40,
         required=False,
         help_text="Sell one of your products (give this, or amount and currency).",
     )
-    quantity = StrictIntegerField(
+    quantity = serializers.IntegerField(
         min_value=1, max_value=MAX_QUANTITY, required=False, help_text="With productId."
     )
     amount = MoneyField(
@@ -241,7 +220,7 @@ class CheckoutInvoiceCreateSerializer(StrictJsonTypes, RejectUnknownFields, Chec
         help_text="A decimal string with at most 2 decimals, greater than 0 (SAT: a whole number).",
     )
     currency = serializers.ChoiceField(choices=CURRENCIES, required=False)
-    description = StrictCharField(
+    description = serializers.CharField(
         max_length=500,
         allow_blank=True,
         required=False,
@@ -260,7 +239,7 @@ class CheckoutInvoiceCreateSerializer(StrictJsonTypes, RejectUnknownFields, Chec
         help_text="Also send this invoice's webhook events here, signed with your default "
         "webhook secret (GET /api/webhooks/default-secret).",
     )
-    expiresInSeconds = StrictIntegerField(
+    expiresInSeconds = serializers.IntegerField(
         source="expires_in_seconds",
         min_value=60,
         max_value=86400,
@@ -312,7 +291,7 @@ class CheckoutInvoiceByProductSerializer(CheckoutInvoiceCreateSerializer):
 
     amount = None
     currency = None
-    productId = StrictCharField(
+    productId = serializers.CharField(
         source="product_id", max_length=40, help_text="The product sold (prod_...)."
     )
 
@@ -373,7 +352,9 @@ class ProductCheckoutSerializer(StrictJsonTypes, RejectUnknownFields, CheckoutOp
         MERCHANT_ONLY,
     )
 
-    quantity = StrictIntegerField(min_value=1, max_value=MAX_QUANTITY, required=False, default=1)
+    quantity = serializers.IntegerField(
+        min_value=1, max_value=MAX_QUANTITY, required=False, default=1
+    )
 
 
 class CheckoutInvoiceSerializer(serializers.ModelSerializer):

@@ -1,7 +1,6 @@
 """Middleware of the whole site."""
 
 from django.conf import settings
-from django.urls import Resolver404, resolve
 from django.views import defaults
 
 from .problems import is_api_path, problem_response, request_too_large
@@ -51,13 +50,9 @@ class RefuseNul:
         return self.get_response(request)
 
 
-def allowed_methods(path: str) -> list[str] | None:
-    """The methods the class-based view at `path` has a handler for (HEAD with GET), or
-    None when no such view is there."""
-    try:
-        view = resolve(path).func
-    except Resolver404:
-        return None
+def allowed_methods(view) -> list[str] | None:
+    """The methods a class-based view has a handler for (HEAD with GET), or None when it
+    is a plain function view."""
     view_class = getattr(view, "view_class", None) or getattr(view, "cls", None)
     if view_class is None:
         return None
@@ -68,21 +63,25 @@ def allowed_methods(path: str) -> list[str] | None:
 
 
 class MethodNotAllowed:
-    """A 405 problem (with Allow) for a method an API view has no handler for, before
-    anything else: DRF authenticates first, so an unknown method got a 401 without a key
-    and a 405 with one."""
+    """A 405 problem (with Allow) for a method an API view has no handler for, before the
+    view runs: DRF authenticates first, so an unknown method got a 401 without a key and a
+    405 with one. In `process_view`, so the URL is resolved once, by Django."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if is_api_path(request.path):
-            allowed = allowed_methods(request.path_info)
-            if allowed is not None and request.method not in allowed:
-                return problem_response(
-                    405,
-                    "method_not_allowed",
-                    f"{request.method} is not allowed here; allowed: {', '.join(allowed)}.",
-                    headers={"Allow": ", ".join(allowed)},
-                )
         return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if not is_api_path(request.path):
+            return None
+        allowed = allowed_methods(view_func)
+        if allowed is None or request.method in allowed:
+            return None
+        return problem_response(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed here; allowed: {', '.join(allowed)}.",
+            headers={"Allow": ", ".join(allowed)},
+        )

@@ -21,3 +21,13 @@ def upstream(settings):
     server = start_upstream()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A real webhook receiver on loopback that records what it gets and answers 200."""
+    from .webhooks_receiver import Receiver
+
+    r = Receiver().start()
+    yield r
+    r.stop()

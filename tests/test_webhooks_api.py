@@ -10,8 +10,6 @@ from checkout.services import create_merchant, issue_api_key
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 
-from .webhooks_receiver import Receiver
-
 pytestmark = pytest.mark.django_db
 
 PROBLEM = "application/problem+json"
@@ -20,13 +18,6 @@ PROBLEM = "application/problem+json"
 @pytest.fixture(autouse=True)
 def _private_targets(settings):
     settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def client_for(raw_key):

@@ -14,21 +14,12 @@ from lightning.backends import get_backend
 from webhooks import services
 from webhooks.models import WebhookDelivery, WebhookEvent
 
-from .webhooks_receiver import Receiver
-
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def _private_targets(settings):
     settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -33,13 +33,6 @@ def _private_targets(settings):
 
 
 @pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
 def merchant():
     merchant, _ = create_merchant("Roastery", "owner@roastery.example")
     return merchant

@@ -14,7 +14,7 @@ from lightning import services as lightning
 from lightning.backends import get_backend
 from webhooks import services
 
-from .test_webhooks_checkout import _private_targets, receiver, send_leased  # noqa: F401
+from .test_webhooks_checkout import _private_targets, send_leased  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,7 @@ def pay(invoice: dict) -> None:
 
 
 def test_the_readme_handler_ships_only_the_order_whose_invoice_was_paid_in_full(
-    receiver,  # noqa: F811
+    receiver,
 ):
     merchant, key = create_merchant("Big shop")
     api = APIClient()

@@ -18,19 +18,10 @@ from shopify_bridge.models import ShopifyStore
 from webhooks import services
 from webhooks.models import MerchantWebhookSecret, WebhookDelivery, WebhookEndpoint
 
-from .webhooks_receiver import Receiver
-
 
 @pytest.fixture(autouse=True)
 def _private_targets(settings):
     settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

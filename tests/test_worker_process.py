@@ -47,6 +47,18 @@ def streaming(worker):
 POOLS = pytest.mark.parametrize("pool", ["threads", "prefork"])
 
 
+def holder_and_standby(first, second):
+    """Wait until one of two workers streams and the other stands by; (holder, standby)."""
+    holder = wait_for(
+        lambda: (streaming(first) and first) or (streaming(second) and second),
+        30,
+        "one worker to stream",
+    )
+    standby = second if holder is first else first
+    wait_for(lambda: "standing by" in standby.log(), 30, "the other worker to stand by")
+    return holder, standby
+
+
 @POOLS
 def test_sigkill_while_settling_loses_nothing_and_pays_nothing_twice(tmp_path, pool):
     invoices = [services.create_invoice(1000 + n * 1000, f"#{n}") for n in range(150)]
@@ -103,13 +115,7 @@ def test_settlements_made_while_no_worker_runs_are_paid_on_start(tmp_path):
 def test_two_workers_one_subscriber_and_takeover_after_kill(tmp_path, pool):
     first, second = Worker(tmp_path, "a", pool).start(), Worker(tmp_path, "b", pool).start()
     try:
-        holder = wait_for(
-            lambda: (streaming(first) and first) or (streaming(second) and second),
-            30,
-            "one worker to stream",
-        )
-        standby = second if holder is first else first
-        wait_for(lambda: "standing by" in standby.log(), 30, "the other worker to stand by")
+        holder, standby = holder_and_standby(first, second)
         assert not streaming(standby), "exactly one worker subscribes"
         assert f":{holder.pid}:" in WatcherState.objects.get().lease_holder
 
@@ -134,13 +140,7 @@ def test_a_paused_lease_holder_applies_nothing_after_losing_its_lease(tmp_path, 
     backend = get_backend()
     first, second = Worker(tmp_path, "a", pool).start(), Worker(tmp_path, "b", pool).start()
     try:
-        holder = wait_for(
-            lambda: (streaming(first) and first) or (streaming(second) and second),
-            30,
-            "one worker to stream",
-        )
-        standby = second if holder is first else first
-        wait_for(lambda: "standing by" in standby.log(), 30, "the other worker to stand by")
+        holder, standby = holder_and_standby(first, second)
         for invoice in invoices[:20]:
             backend.pay_invoice(invoice.bolt11)
         # Frozen between batches (a process frozen inside a transaction holds its locks, on

@@ -55,21 +55,12 @@ class EventTypesField(serializers.ListField):
         return ["*"] if "*" in types else list(dict.fromkeys(types))
 
 
-class StrictBooleanField(serializers.BooleanField):
-    default_error_messages = {"invalid": "Must be true or false."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
-
-
 class EndpointSerializer(StrictJsonTypes, serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     url = WebhookUrlField()
     events = EventTypesField()
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    enabled = StrictBooleanField(required=False)
+    enabled = serializers.BooleanField(required=False)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
     disabledAt = serializers.DateTimeField(source="disabled_at", read_only=True, allow_null=True)
