@@ -113,6 +113,11 @@ class Watcher:
                 info = backend.get_info()
                 node_key = f"{backend.name}:{info.pubkey}"
                 if not acquire_lease(node_key, self.holder, self.lease_seconds):
+                    # The node and the database answered: whatever failed before is over,
+                    # so the next failure backs off from the start again. (A standby that
+                    # kept a long backoff took up to MAX_BACKOFF_SECONDS to notice a dead
+                    # holder's lease had run out.)
+                    backoff = 1.0
                     self._say(
                         "standby",
                         "watcher %s: another watcher holds %s; standing by",

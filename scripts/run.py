@@ -30,6 +30,8 @@ def manage(*args: str) -> str:
 def main() -> int:
     manage("migrate", "--noinput")
     demo_key = manage("seed_demo").strip().splitlines()[-1]
+    # Before the processes start: they would race to create the embedded broker's queue.
+    manage("declare_queues")
     commands = {
         "web": [
             str(BIN / "gunicorn"),

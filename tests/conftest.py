@@ -1,5 +1,20 @@
 import pytest
 
+CHILD_LOG_TAIL = 60
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """When a test fails, show the last lines of every log its child processes wrote into
+    its tmp_path (workers, the run.py stack): a timeout alone says nothing about why."""
+    report = yield
+    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and tmp_path is not None:
+        for log in sorted(tmp_path.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-CHILD_LOG_TAIL:]
+            report.sections.append((f"child log {log.name}", "\n".join(lines)))
+    return report
+
 
 @pytest.fixture(autouse=True)
 def _fresh_backend():

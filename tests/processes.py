@@ -41,6 +41,11 @@ def child_env(tmp_path: Path, **extra: str) -> dict:
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)
+    # As `make run` does before it starts its processes: children started together on a
+    # fresh embedded broker would otherwise race to create its queue, and one would die.
+    from config.celery import declare_queues
+
+    declare_queues(env["CELERY_BROKER_URL"])
     return env
 
 

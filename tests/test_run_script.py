@@ -73,3 +73,22 @@ def test_a_kept_alive_connection_is_still_open_after_some_idle_seconds(gateway):
     assert second.status == 200
     assert conn.sock is sock  # the same connection, not a new one
     conn.close()
+
+
+def test_declare_queues_prepares_a_fresh_embedded_broker_once_for_every_process(tmp_path):
+    """`make run` declares the queues before its worker, beat and web server start: left to
+    them, processes starting together on a fresh broker raced to insert the `celery` queue
+    row and the loser died with an IntegrityError. Running it again changes nothing."""
+    import sqlite3
+
+    broker = tmp_path / "broker.sqlite3"
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env.update(
+        ZAPGATE_DATA_DIR=str(tmp_path / "data"), CELERY_BROKER_URL=f"sqla+sqlite:///{broker}"
+    )
+    for _ in range(2):
+        subprocess.run(
+            [sys.executable, "manage.py", "declare_queues"], cwd=ROOT, env=env, check=True
+        )
+    with sqlite3.connect(broker) as db:
+        assert db.execute("select name from kombu_queue").fetchall() == [("celery",)]

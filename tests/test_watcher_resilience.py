@@ -195,3 +195,40 @@ def test_health_is_503_naming_the_watcher_when_none_runs(client, settings):
     body = stale.json()
     assert body["failing"] == ["watcher"] and body["status"] == "unavailable"
     assert body["watcher"]["heartbeatAgeSeconds"] >= silent_for
+
+
+@pytest.mark.django_db(transaction=True)  # the watcher closes its connection after failures
+def test_a_standby_forgets_past_failures_and_takes_over_a_freed_lease_promptly(monkeypatch):
+    """A standby that met database errors earlier backs off from 1 s again once the node and
+    the database answer: it kept the grown backoff (up to 30 s), and a dead holder's lease
+    then went unclaimed for that long."""
+    from django.db import DatabaseError
+
+    from lightning import watcher as watcher_module
+
+    outcomes = iter(["fail", "fail", "fail", "standby", "fail", "stop"])
+    waits = []
+    watcher = Watcher(holder="standby")
+
+    def acquire(node_key, holder, seconds):
+        outcome = next(outcomes)
+        if outcome == "fail":
+            raise DatabaseError("database is locked")
+        if outcome == "stop":
+            watcher.stop()
+        return False
+
+    class RecordingEvent(threading.Event):
+        def wait(self, timeout=None):  # record each pause instead of sleeping through it
+            waits.append(timeout)
+            return self.is_set()
+
+    monkeypatch.setattr(watcher_module, "acquire_lease", acquire)
+    watcher._stop = RecordingEvent()
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    thread.join(10)
+    watcher.stop()
+    assert not thread.is_alive()
+    standby_pause = watcher.lease_seconds / 3
+    assert waits == [1.0, 2.0, 4.0, standby_pause, 1.0, standby_pause]
