@@ -52,12 +52,6 @@ def _valid(serializer_class, data):
     return serializer.validated_data
 
 
-def _paginate(view, request, queryset, serializer_class):
-    paginator = view.pagination_class()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
-
 class RegisterView(APIView):
     authentication_classes = [NostrKeyAuthentication, ApiKeyAuthentication]
 
@@ -192,7 +186,7 @@ class AgentListView(APIView):
     def get(self, request):
         data = _valid(s.AgentListQuerySerializer, request.query_params)
         agents = selectors.list_agents(data["verified"], data["q"])
-        return _paginate(self, request, agents, s.AgentSerializer)
+        return self.pagination_class.respond(self, agents, s.AgentSerializer)
 
 
 def _agent_or_404(pubkey: str):
@@ -246,7 +240,7 @@ class CapabilitiesView(APIView):
         capabilities = selectors.discover_capabilities(
             data["category"], data["q"], data["hashtags"]
         )
-        return _paginate(self, request, capabilities, s.CapabilitySerializer)
+        return self.pagination_class.respond(self, capabilities, s.CapabilitySerializer)
 
     @extend_schema(
         request=s.PublishCapabilitySerializer,
@@ -310,7 +304,7 @@ class RequestsView(APIView):
         data = _valid(s.ActingQuerySerializer, request.query_params)
         provider = acting_agent(request, data.get("pubkey"))
         requests = selectors.incoming_requests(provider)
-        return _paginate(self, request, requests, s.ServiceRequestSerializer)
+        return self.pagination_class.respond(self, requests, s.ServiceRequestSerializer)
 
     @extend_schema(
         request=s.CreateRequestSerializer,
@@ -356,7 +350,7 @@ class AgreementsView(APIView):
         data = _valid(s.AgreementQuerySerializer, request.query_params)
         agent = acting_agent(request, data.get("pubkey"))
         agreements = selectors.agreements_of(agent, data["status"])
-        return _paginate(self, request, agreements, s.AgreementSerializer)
+        return self.pagination_class.respond(self, agreements, s.AgreementSerializer)
 
     @extend_schema(
         request=s.CreateAgreementSerializer,
@@ -424,7 +418,7 @@ class AttestationsView(APIView):
     def get(self, request):
         data = _valid(s.AttestationQuerySerializer, request.query_params)
         attestations = selectors.attestations_about(data["pubkey"])
-        return _paginate(self, request, attestations, s.AttestationSerializer)
+        return self.pagination_class.respond(self, attestations, s.AttestationSerializer)
 
     @extend_schema(
         request=s.CreateAttestationSerializer,

@@ -50,12 +50,23 @@ class RefuseNul:
         return self.get_response(request)
 
 
+def api_methods(*methods: str):
+    """Declare the methods a function view under /api/ answers: MethodNotAllowed answers
+    the others with a 405 problem, as it does for class-based views."""
+
+    def declare(view):
+        view.api_methods = [method.upper() for method in methods]
+        return view
+
+    return declare
+
+
 def allowed_methods(view) -> list[str] | None:
-    """The methods a class-based view has a handler for (HEAD with GET), or None when it
-    is a plain function view."""
+    """The methods a view answers: a class-based view's handlers (HEAD with GET), or what a
+    function view declares with `api_methods`; None when a function view declares none."""
     view_class = getattr(view, "view_class", None) or getattr(view, "cls", None)
     if view_class is None:
-        return None
+        return getattr(view, "api_methods", None)
     names = [name for name in view_class.http_method_names if hasattr(view_class, name)]
     if "get" in names and "head" not in names:
         names.append("head")

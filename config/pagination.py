@@ -44,6 +44,14 @@ class ItemsPagination(LimitOffsetPagination):
     def get_paginated_response(self, data):
         return Response({self.items_key: data, "total": self.count})
 
+    @classmethod
+    def respond(cls, view, queryset, serializer_class) -> Response:
+        """One page of `queryset`, rendered by `serializer_class`, as `{items, total}`: for
+        an APIView (a GenericAPIView has `paginate_queryset` of its own)."""
+        paginator = cls()
+        page = paginator.paginate_queryset(queryset, view.request, view=view)
+        return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
     def get_schema_operation_parameters(self, view):
         return [
             {

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from checkout.auth import AdminKeyRequired, ApiKeyAuthentication, InvoiceKeyRequired
 from config.pagination import ItemsPagination
-from config.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body, problems
+from config.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body, problem_doc, problems
 
 from . import forwarding, manifest, services
 from . import serializers as s
@@ -38,19 +38,11 @@ PAYMENT_REQUIRED = inline_serializer(
         "expiresAt": serializers.DateTimeField(),
     },
 )
-PROBLEM = inline_serializer(
-    "L402Problem",
-    {
-        "type": serializers.CharField(),
-        "title": serializers.CharField(),
-        "status": serializers.IntegerField(),
-        "detail": serializers.CharField(),
-        "error": serializers.CharField(),
-    },
-)
 PAID_RESPONSES = {
     (402, PROBLEM_CONTENT_TYPE): PAYMENT_REQUIRED,
-    (401, PROBLEM_CONTENT_TYPE): PROBLEM,
+    (401, PROBLEM_CONTENT_TYPE): problem_doc(
+        401, "The L402 token is invalid, unpaid, expired, or does not cover this request."
+    ),
 }
 
 
@@ -172,11 +164,8 @@ class ChallengesView(MerchantView):
                 f"status must be one of {', '.join(L402Challenge.Status.values)}",
                 {"status": [f"Must be one of {', '.join(L402Challenge.Status.values)}."]},
             )
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(
-            services.list_challenges(request.merchant, wanted), request, view=self
-        )
-        return paginator.get_paginated_response(s.ChallengeItem(page, many=True).data)
+        challenges = services.list_challenges(request.merchant, wanted)
+        return self.pagination_class.respond(self, challenges, s.ChallengeItem)
 
     @extend_schema(
         request=s.ChallengeRequest,
@@ -336,9 +325,7 @@ class ContentListView(AdminWritesView):
 
     @extend_schema(responses=s.ContentSummary(many=True), auth=[])
     def get(self, request):
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(services.published_content(), request, view=self)
-        return paginator.get_paginated_response(s.ContentSummary(page, many=True).data)
+        return self.pagination_class.respond(self, services.published_content(), s.ContentSummary)
 
     @extend_schema(
         request=s.ContentCreate,
@@ -402,10 +389,8 @@ class ProxyListView(AdminWritesView):
 
     @extend_schema(responses=s.ProxySerializer(many=True))
     def get(self, request):
-        paginator = self.pagination_class()
         proxies = Proxy.objects.filter(merchant=request.merchant).prefetch_related("endpoints")
-        page = paginator.paginate_queryset(proxies, request, view=self)
-        return paginator.get_paginated_response(s.ProxySerializer(page, many=True).data)
+        return self.pagination_class.respond(self, proxies, s.ProxySerializer)
 
     @extend_schema(request=s.ProxySerializer, responses={201: s.ProxySerializer})
     def post(self, request):
@@ -456,9 +441,8 @@ class EndpointsView(AdminWritesView):
     @extend_schema(responses=s.ProxyEndpointSerializer(many=True))
     def get(self, request, proxy_id):
         proxy = _own_proxy(request, proxy_id)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(proxy.endpoints.order_by("pk"), request, view=self)
-        return paginator.get_paginated_response(s.ProxyEndpointSerializer(page, many=True).data)
+        endpoints = proxy.endpoints.order_by("pk")
+        return self.pagination_class.respond(self, endpoints, s.ProxyEndpointSerializer)
 
     @extend_schema(
         request=s.ProxyEndpointSerializer,

@@ -6,7 +6,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.problems import Problem, problem_response, problems
+from config.middleware import api_methods
+from config.problems import Problem, problems
 from config.serializers import StrictJsonTypes
 
 from .backends import get_backend
@@ -14,18 +15,12 @@ from .backends.base import NodeError, PaymentFailed
 from .services import watcher_status
 
 
+@api_methods("GET", "HEAD")
 def health(request):
     """Liveness of the parts a payment needs: 200 when all answer, 503 naming the failing:
     the database, the node, or the watcher (no watcher renewed its lease or applied a
     batch for longer than WATCHER_HEALTH_MAX_AGE_SECONDS: payments are not being recorded).
     GET and HEAD only."""
-    if request.method not in ("GET", "HEAD"):
-        return problem_response(
-            405,
-            "method_not_allowed",
-            f"{request.method} is not allowed here; allowed: GET, HEAD.",
-            headers={"Allow": "GET, HEAD"},
-        )
     body = {"status": "ok", "database": "ok"}
     failing = []
     try:

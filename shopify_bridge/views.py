@@ -48,10 +48,8 @@ class StoreListView(MerchantView):
         responses={200: ShopifyStoreSerializer(many=True)},
     )
     def get(self, request):
-        paginator = self.pagination_class()
         stores = ShopifyStore.objects.filter(merchant=request.merchant).order_by("created_at")
-        page = paginator.paginate_queryset(stores, request, view=self)
-        return paginator.get_paginated_response(ShopifyStoreSerializer(page, many=True).data)
+        return self.pagination_class.respond(self, stores, ShopifyStoreSerializer)
 
     @extend_schema(
         tags=[TAG],
