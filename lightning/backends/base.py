@@ -32,7 +32,18 @@ class InvoiceNotFound(NodeError):
 
 
 class PaymentFailed(NodeError):
-    """A payment could not be made (no route, unknown invoice, already paid, expired)."""
+    """A payment has certainly failed (no route, unknown invoice, already paid, expired, fee
+    limit too low): no money left, and none will. Safe to release what it reserved."""
+
+
+class PaymentInFlight(NodeError):
+    """The node may have taken the payment but cannot say yet how it ends: still in flight,
+    or the node stopped answering after the payment was handed over. Never a failure: the
+    money may still go out. Ask `track_payment` later; never send it again."""
+
+
+class PaymentNotFound(NodeError):
+    """The node has no outgoing payment with that payment hash: it was never handed over."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,24 @@ class NodeInvoice:
 
 @dataclass(frozen=True)
 class Payment:
+    """A payment that succeeded."""
+
     payment_hash: str
     preimage: str
     amount_msat: int
     fee_msat: int
+
+
+@dataclass(frozen=True)
+class PaymentStatus:
+    """An outgoing payment as the node sees it (LND's Payment.status names)."""
+
+    payment_hash: str
+    state: str  # IN_FLIGHT | SUCCEEDED | FAILED
+    preimage: str = ""  # when SUCCEEDED
+    amount_msat: int = 0
+    fee_msat: int = 0  # when SUCCEEDED: the routing fee actually paid
+    failure: str = ""  # when FAILED: why, in words
 
 
 class Subscription(abc.ABC):
@@ -115,8 +140,19 @@ class LightningBackend(abc.ABC):
         subscribing."""
 
     @abc.abstractmethod
-    def pay_invoice(self, bolt11: str, timeout_seconds: float = 60) -> Payment:
-        """Pay a BOLT11 invoice (refunds, payouts). Raises PaymentFailed."""
+    def pay_invoice(
+        self, bolt11: str, timeout_seconds: float = 60, fee_limit_msat: int | None = None
+    ) -> Payment:
+        """Pay a BOLT11 invoice, spending at most `fee_limit_msat` on routing fees (None:
+        the backend's default). Returns when it succeeded. Raises PaymentFailed when it
+        certainly failed, PaymentInFlight when the outcome is not known yet (then only
+        `track_payment` may tell it; sending again could pay twice)."""
+
+    @abc.abstractmethod
+    def track_payment(self, payment_hash: str) -> PaymentStatus:
+        """The outcome of an outgoing payment sent earlier (LND's TrackPaymentV2), without
+        sending anything: IN_FLIGHT, SUCCEEDED or FAILED. Raises PaymentNotFound when the
+        node never took a payment for this hash."""
 
     def close(self) -> None:  # noqa: B027 (most backends hold nothing to release)
         """Release connections; the backend may be used again afterwards."""
