@@ -21,8 +21,18 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 class ApiKeyAuthentication(BaseAuthentication):
     header = "HTTP_X_API_KEY"
 
-    def authenticate(self, request):
+    def raw_key(self, request) -> str:
+        """The key from `X-Api-Key`; or from LNbits' `api-key` query parameter, on the views
+        that serve LNbits' API (`accepts_api_key_query`) and only there: elsewhere a key in
+        a URL would end up in logs for nothing."""
         raw = request.META.get(self.header, "").strip()
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if not raw and getattr(view, "accepts_api_key_query", False):
+            raw = request.query_params.get("api-key", "").strip()
+        return raw
+
+    def authenticate(self, request):
+        raw = self.raw_key(request)
         if not raw:
             return None
         key = (

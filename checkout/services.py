@@ -14,6 +14,7 @@ from django.utils import timezone
 from config.problems import Problem
 from lightning import services as lightning_services
 from lightning.backends.base import NodeError
+from wallets import services as wallets
 
 from . import rates
 from .events import emit_checkout_event
@@ -228,6 +229,7 @@ def _create_checkout(
         )
         if reservation is not None:
             IdempotencyKey.objects.filter(pk=reservation.pk).update(checkout_invoice=checkout)
+        wallets.follow_invoice(invoice, merchant)
         emit_checkout_event(checkout, "invoice.created")
         return checkout
 

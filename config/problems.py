@@ -20,19 +20,28 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 class Problem(exceptions.APIException):
     """Raise from a view or service to answer with a specific problem."""
 
-    def __init__(self, status: int, error: str, detail: str, errors=None, headers=None):
+    def __init__(self, status: int, error: str, detail: str, errors=None, headers=None, extra=None):
+        """`extra`: more members of the body (e.g. LNbits' `status` of a payment error)."""
         self.status_code = status
         self.error = error
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+        self.extra = extra or {}
         super().__init__(detail)
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:  # 520: LNbits' status for a payment that did not succeed
+        return "Payment Error" if status == 520 else "Error"
 
 
 def problem_body(status: int, error: str, detail: str, errors=None) -> dict:
     body = {
         "type": f"about:blank#{error}",
-        "title": HTTPStatus(status).phrase,
+        "title": _title(status),
         "status": status,
         "detail": detail,
         "error": error,
@@ -131,6 +140,7 @@ def exception_handler(exc, context):
         return None  # a real bug: let Django's 500 handling log it
     if isinstance(exc, Problem):
         body = problem_body(exc.status_code, exc.error, str(exc.detail), exc.errors)
+        body.update(exc.extra)
         for name, value in exc.headers.items():
             response[name] = value
     elif isinstance(exc, exceptions.ValidationError):

@@ -3,6 +3,7 @@
 import os
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "shopify_bridge",
     "webhooks",
     "l402",
+    "wallets",
     "axes",
 ]
 
@@ -393,6 +395,26 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+# --- wallets settings (owned by the wallets app) -----------------------------------------
+# What an outgoing payment may spend on routing fees, and so reserves from the balance until
+# it ends: the larger of an absolute floor and a share of the amount (LNbits' reserve rule).
+WALLETS_FEE_LIMIT_MIN_SATS = env.int("WALLETS_FEE_LIMIT_MIN_SATS", default=10)
+WALLETS_FEE_LIMIT_PERCENT = Decimal(env.str("WALLETS_FEE_LIMIT_PERCENT", default="1.0"))
+# How long a request waits for the node to finish a payment before it answers "pending"
+# (the payment goes on; the sweep records its outcome).
+WALLETS_PAY_TIMEOUT_SECONDS = env.float("WALLETS_PAY_TIMEOUT_SECONDS", default=30.0)
+# How often the sweep asks the node about pending payments whose sender stopped, and how
+# long one sweep's claim on a payment lasts.
+WALLETS_SWEEP_SECONDS = env.float("WALLETS_SWEEP_SECONDS", default=5.0)
+WALLETS_SWEEP_CLAIM_SECONDS = env.float("WALLETS_SWEEP_CLAIM_SECONDS", default=10.0)
+WALLETS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
+    "wallets-resolve-pending-payments": {
+        "task": "wallets.tasks.resolve_pending_payments",
+        "schedule": WALLETS_SWEEP_SECONDS,
+    },
+}
+# --- end wallets settings
+
 CELERY_BEAT_SCHEDULE = {
     "reconcile-invoices": {
         "task": "lightning.tasks.reconcile_invoices",
@@ -409,4 +431,5 @@ CELERY_BEAT_SCHEDULE = {
     **CHECKOUT_CELERY_BEAT_SCHEDULE,
     **WEBHOOKS_CELERY_BEAT_SCHEDULE,
     **SHOPIFY_CELERY_BEAT_SCHEDULE,
+    **WALLETS_CELERY_BEAT_SCHEDULE,
 }

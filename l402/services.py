@@ -28,6 +28,7 @@ from config.ssrf import UnsafeTarget, check_url
 from lightning import services as lightning
 from lightning.backends.base import NodeError
 from lightning.models import Invoice
+from wallets import services as wallets
 from webhooks.services import emit, isoformat
 
 from . import macaroons, paths
@@ -98,6 +99,7 @@ def issue_challenge(offer: Offer, idempotency_key: str | None = None) -> L402Cha
             earlier = _challenge_with_key(offer.merchant, idempotency_key)
             if earlier is not None:
                 raise _MadeMeanwhile(earlier)
+        wallets.follow_invoice(invoice, offer.merchant)
         return L402Challenge.objects.create(
             merchant=offer.merchant,
             invoice=invoice,
@@ -569,6 +571,7 @@ def sell_one_time_key(proxy_id: str, method: str, path: str, body: str) -> SoldK
     raw = ONE_TIME_KEY_PREFIX + secrets.token_hex(32)
 
     def record(invoice):
+        wallets.follow_invoice(invoice, proxy.merchant)
         return OneTimeKey.objects.create(
             merchant=proxy.merchant,
             proxy=proxy,

@@ -36,10 +36,13 @@ class Reaction:
 
 _reactions: dict[str, Reaction] = {}
 
+ANY_PURPOSE = "*"
+
 
 def reaction(name: str, purpose: str):
     """Register `func(invoice, from_state, to_state)` for state changes of the invoices
-    whose `purpose` is `purpose`. `name` is stable: it identifies a pending retry."""
+    whose `purpose` is `purpose` (ANY_PURPOSE: of every invoice, as the wallets' ledger
+    needs). `name` is stable: it identifies a pending retry."""
 
     def register(func):
         _reactions[name] = Reaction(name, purpose, func)
@@ -55,7 +58,7 @@ def registered() -> dict[str, Reaction]:
 def react(invoice: Invoice, from_state: str, to_state: str) -> None:
     """Run the reactions to this change. Inside the transaction of the change."""
     for found in _reactions.values():
-        if found.purpose != invoice.purpose:
+        if found.purpose not in (invoice.purpose, ANY_PURPOSE):
             continue
         try:
             with transaction.atomic():  # a savepoint: a failure undoes this reaction only

@@ -5,6 +5,7 @@ lightning.reactions, which cannot fail it."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -18,7 +19,7 @@ from config.money import MAX_MSAT
 
 from . import reactions
 from .backends import get_backend
-from .backends.base import InvoiceNotFound, NodeError, NodeInvoice
+from .backends.base import InvoiceNotFound, NodeError, NodeInvoice, PaymentFailed
 from .models import Invoice, InvoiceTransition, PendingReaction, WatcherState
 from .signals import invoice_paid
 
@@ -102,6 +103,40 @@ def cancel_hold_invoice(invoice: Invoice) -> bool:
     """Cancel on the node, then here. Returns whether this call changed the state."""
     get_backend().cancel_hold_invoice(invoice.payment_hash)
     return _transition(invoice.pk, [Invoice.State.OPEN], Invoice.State.CANCELED)
+
+
+def take_off_node(invoice: Invoice) -> str:
+    """Prepare one of our own open invoices for an internal payment (a wallet of this
+    gateway pays it): cancel it on the node, so nobody outside can pay it as well, and
+    return its preimage (the payer's proof of payment). Raises PaymentFailed when the node
+    no longer has it open (paid meanwhile, expired), NodeError when the node is down.
+
+    Regular invoices only: the node knows their preimage from the start."""
+    backend = get_backend()
+    node_invoice = backend.lookup_invoice(invoice.payment_hash)
+    if node_invoice.state != "OPEN":
+        raise PaymentFailed(f"the invoice is {node_invoice.state.lower()} on the node")
+    if not node_invoice.preimage:
+        raise PaymentFailed("a hold invoice cannot be paid internally")
+    # LND's CancelInvoice takes any open invoice, not only hold invoices.
+    backend.cancel_hold_invoice(invoice.payment_hash)
+    return node_invoice.preimage
+
+
+def settle_internally(invoice: Invoice, preimage: str) -> bool:
+    """Mark an invoice that `take_off_node` prepared paid by a payment inside this gateway,
+    with its reactions (the payee's wallet is credited). Call it inside the transaction
+    that debits the payer, so both sides commit together. Returns whether it changed."""
+    if hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != invoice.payment_hash:
+        raise ValueError("the preimage does not match the invoice")
+    return _transition(
+        invoice.pk,
+        [Invoice.State.OPEN],
+        Invoice.State.PAID,
+        paid_at=timezone.now(),
+        amount_paid_msat=invoice.amount_msat,
+        preimage=preimage,
+    )
 
 
 def _transition(invoice_id: int, from_states, to_state, **fields) -> bool:
@@ -288,3 +323,16 @@ def watcher_status(node_key: str) -> dict:
         "stale": age is None or age > settings.WATCHER_HEALTH_MAX_AGE_SECONDS,
         "pendingReactions": PendingReaction.objects.count(),
     }
+
+
+def lookup_on_node(invoice: Invoice) -> NodeInvoice:
+    """The invoice as the node has it now. Raises NodeError (InvoiceNotFound)."""
+    return get_backend().lookup_invoice(invoice.payment_hash)
+
+
+def pay_invoice(bolt11: str, fee_limit_msat: int, timeout_seconds: float):
+    return get_backend().pay_invoice(bolt11, timeout_seconds, fee_limit_msat)
+
+
+def track_payment(payment_hash: str):
+    return get_backend().track_payment(payment_hash)

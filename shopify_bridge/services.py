@@ -27,6 +27,7 @@ from l402 import macaroons
 from lightning import services as lightning_services
 from lightning.backends.base import NodeError
 from lightning.models import Invoice
+from wallets import services as wallets
 
 from . import events
 from .catalog import money
@@ -214,6 +215,7 @@ def start_checkout(store: ShopifyStore, items: list[dict]) -> ShopifyOrder:
                 (macaroons.AMOUNT, str(quote.sats)),
             ],
         )
+        wallets.follow_invoice(invoice, store.merchant)
         order = ShopifyOrder.objects.create(
             public_id=order_id,
             store=store,

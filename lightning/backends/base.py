@@ -69,7 +69,7 @@ class NodeInvoice:
     amount_paid_msat: int | None = None
     settle_index: int | None = None
     add_index: int | None = None
-    preimage: str = ""
+    preimage: str = ""  # a regular invoice's from the start; a hold invoice's once settled
     hold: bool = False
 
 

@@ -27,6 +27,8 @@ from .base import (
     NodeUnavailable,
     Payment,
     PaymentFailed,
+    PaymentNotFound,
+    PaymentStatus,
     Subscription,
 )
 
@@ -47,7 +49,7 @@ def _to_node_invoice(row: DevNodeInvoice) -> NodeInvoice:
         amount_paid_msat=row.amount_paid_msat,
         settle_index=row.settle_index,
         add_index=row.pk,
-        preimage=row.preimage if row.state == DevNodeInvoice.State.SETTLED else "",
+        preimage=row.preimage,  # as LND: known from the start, unless a hold invoice
         hold=row.hold,
     )
 
@@ -187,7 +189,18 @@ class DevNodeBackend(LightningBackend):
     def subscribe_settlements(self, settle_index):
         return DevNodeSubscription(settle_index)
 
-    def pay_invoice(self, bolt11, timeout_seconds=60):
+    def track_payment(self, payment_hash):
+        try:
+            row = DevNodeInvoice.objects.get(payment_hash=payment_hash)
+        except DevNodeInvoice.DoesNotExist:
+            raise PaymentNotFound(f"no payment for {payment_hash}") from None
+        if row.state == DevNodeInvoice.State.SETTLED:
+            return PaymentStatus(payment_hash, "SUCCEEDED", row.preimage, row.amount_msat, 0)
+        if row.state == DevNodeInvoice.State.ACCEPTED:
+            return PaymentStatus(payment_hash, "IN_FLIGHT", amount_msat=row.amount_msat)
+        raise PaymentNotFound(f"no payment for {payment_hash}")
+
+    def pay_invoice(self, bolt11, timeout_seconds=60, fee_limit_msat=None):
         """Pay one of our own invoices, as a wallet on the other side of a channel would."""
         try:
             decoded = invoice_codec.decode_invoice(bolt11)

@@ -143,7 +143,9 @@ def _to_node_invoice(invoice: ln.Invoice) -> NodeInvoice:
         amount_paid_msat=invoice.amt_paid_msat or None,
         settle_index=invoice.settle_index or None,
         add_index=invoice.add_index or None,
-        preimage=invoice.r_preimage.hex() if settled else "",
+        # LND keeps a regular invoice's preimage from the start (an internal payment needs
+        # it); a hold invoice's only once it is settled.
+        preimage=invoice.r_preimage.hex(),
         # lnrpc.Invoice has no hold flag; only a hold invoice is unsettled with no preimage.
         hold=not settled and not invoice.r_preimage,
     )

@@ -1,0 +1,119 @@
+"""The LNbits payments API's bodies (seed `lnbits-payments-api.txt`): snake_case, amounts in
+sats (negative for outgoing), fees in msat, times as Unix seconds."""
+
+import re
+
+from rest_framework import serializers
+
+from config.money import MAX_SATS
+from config.serializers import StrictJsonTypes
+from webhooks.serializers import WebhookUrlField
+
+from .models import Payment
+
+HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_EXPIRY_SECONDS = 30 * 24 * 3600
+
+
+def _unix(moment) -> int | None:
+    return int(moment.timestamp()) if moment else None
+
+
+def _sign(payment: Payment) -> int:
+    return -1 if payment.direction == Payment.Direction.OUT else 1
+
+
+def payment_details(payment: Payment) -> dict:
+    """A payment as LNbits shows it in `details` and in lists."""
+    return {
+        "checking_id": payment.payment_hash,
+        "payment_hash": payment.payment_hash,
+        "wallet_id": payment.wallet.public_id,
+        "amount": _sign(payment) * (payment.amount_msat // 1000),
+        "amount_msat": payment.signed_amount_msat,
+        "fee": payment.fee_msat,
+        "memo": payment.memo,
+        "status": payment.status,
+        "pending": payment.status == Payment.Status.PENDING,
+        "time": _unix(payment.created_at),
+        "bolt11": payment.bolt11,
+        "preimage": payment.preimage or None,
+        "extra": payment.extra,
+        "tag": payment.tag or None,
+        "webhook": payment.webhook or None,
+        "expiry": _unix(payment.expires_at),
+        "settled_at": _unix(payment.settled_at),
+        "failure_reason": payment.failure_reason or None,
+    }
+
+
+class PaymentRequest(StrictJsonTypes, serializers.Serializer):
+    """`POST /api/v1/payments`: `out: false` receives (an invoice), `out: true` pays `bolt11`."""
+
+    out = serializers.BooleanField(
+        required=False,
+        help_text="true pays `bolt11` (admin key); false (the default without `bolt11`) "
+        "creates an invoice.",
+    )
+    amount = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_SATS, help_text="Receiving: in sats."
+    )
+    memo = serializers.CharField(required=False, allow_blank=True, max_length=639, default="")
+    expiry = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_EXPIRY_SECONDS, default=3600
+    )
+    webhook = WebhookUrlField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Called (signed, through the webhook outbox) once the invoice is paid.",
+    )
+    extra = serializers.DictField(required=False, default=dict)
+    payment_hash = serializers.RegexField(
+        HEX32,
+        required=False,
+        help_text="Makes a hold invoice for this hash: you keep the preimage, and settle "
+        "(or cancel) the payment once it is held.",
+    )
+    description_hash = serializers.RegexField(HEX32, required=False)
+    unhashed_description = serializers.RegexField(r"(?:[0-9a-fA-F]{2})*", required=False)
+    bolt11 = serializers.CharField(
+        required=False, max_length=7089, help_text="Paying: the invoice."
+    )
+
+    def validate(self, data):
+        out = data.get("out", "bolt11" in data)
+        data["out"] = out
+        if out:
+            if not data.get("bolt11"):
+                raise serializers.ValidationError({"bolt11": ["Required to pay (out: true)."]})
+            return data
+        if "amount" not in data:
+            raise serializers.ValidationError({"amount": ["Required to receive (out: false)."]})
+        if "description_hash" in data or "unhashed_description" in data:
+            raise serializers.ValidationError(
+                {
+                    "description_hash": [
+                        "Description hashes are not supported yet: give a memo instead."
+                    ]
+                }
+            )
+        return data
+
+
+class PreimageRequest(StrictJsonTypes, serializers.Serializer):
+    preimage = serializers.RegexField(HEX32, help_text="The hold invoice's preimage, hex.")
+
+
+class PaymentHashRequest(StrictJsonTypes, serializers.Serializer):
+    payment_hash = serializers.RegexField(HEX32)
+
+
+class ListQuery(serializers.Serializer):
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    status = serializers.ChoiceField(choices=Payment.Status.choices, required=False)
+
+
+class HistoryQuery(serializers.Serializer):
+    group = serializers.ChoiceField(choices=["hour", "day", "month"], required=False, default="day")
