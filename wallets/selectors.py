@@ -12,14 +12,18 @@ TRUNC = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}
 LABEL = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%d", "month": "%Y-%m"}
 
 
-def payments_of(wallet: Wallet, status: str | None = None):
+def wallet_of(merchant) -> Wallet | None:
+    return Wallet.objects.filter(merchant=merchant).first()
+
+
+def payments_of(wallet: Wallet | None, status: str | None = None):
     rows = Payment.objects.filter(wallet=wallet).select_related("wallet")
     if status:
         rows = rows.filter(status=status)
     return rows.order_by("-created_at", "-id")
 
 
-def payment_of(wallet: Wallet, checking_id: str) -> Payment | None:
+def payment_of(wallet: Wallet | None, checking_id: str) -> Payment | None:
     """The wallet's payment with this checking id (its payment hash): the live one, or the
     latest attempt when every attempt failed."""
     return _live_or_latest(
@@ -43,7 +47,7 @@ def payment_of_preimage(wallet: Wallet, preimage: str) -> Payment | None:
     return payment_of(wallet, hashlib.sha256(bytes.fromhex(preimage)).hexdigest())
 
 
-def _successful(wallet: Wallet):
+def _successful(wallet: Wallet | None):
     return Payment.objects.filter(wallet=wallet, status=Payment.Status.SUCCESS)
 
 

@@ -36,7 +36,13 @@ class WalletView(APIView):
     permission_classes = [InvoiceKeyRequired]
 
     def wallet(self):
+        """The merchant's wallet, made on first use (receiving, paying, showing it)."""
         return services.wallet_for(self.request.merchant)
+
+    def existing_wallet(self):
+        """For reads and lookups: None until the merchant has a wallet (nothing is written
+        for a request that only reads, or that is refused)."""
+        return selectors.wallet_of(self.request.merchant)
 
     def is_admin(self) -> bool:
         return isinstance(self.request.auth, ApiKey) and self.request.auth.kind == "admin"
@@ -98,7 +104,7 @@ class PaymentsView(WalletView):
     )
     def get(self, request):
         query = _query(ListQuery, request)
-        rows = selectors.payments_of(self.wallet(), query.get("status"))
+        rows = selectors.payments_of(self.existing_wallet(), query.get("status"))
         page = rows[query["offset"] : query["offset"] + query["limit"]]
         return Response([payment_details(p) for p in page])
 
@@ -185,7 +191,7 @@ class PaginatedPaymentsView(WalletView):
     )
     def get(self, request):
         query = _query(ListQuery, request)
-        rows = selectors.payments_of(self.wallet(), query.get("status"))
+        rows = selectors.payments_of(self.existing_wallet(), query.get("status"))
         page = rows[query["offset"] : query["offset"] + query["limit"]]
         return Response({"data": [payment_details(p) for p in page], "total": rows.count()})
 
@@ -200,7 +206,7 @@ class HistoryView(WalletView):
     )
     def get(self, request):
         group = _query(HistoryQuery, request)["group"]
-        return Response(selectors.history(self.wallet(), group))
+        return Response(selectors.history(self.existing_wallet(), group))
 
 
 class CountStatsView(WalletView):
@@ -211,7 +217,7 @@ class CountStatsView(WalletView):
         responses={200: OpenApiTypes.OBJECT, **problems(401)},
     )
     def get(self, request):
-        return Response(selectors.count_by_tag(self.wallet()))
+        return Response(selectors.count_by_tag(self.existing_wallet()))
 
 
 class WalletStatsView(WalletView):
@@ -233,7 +239,7 @@ class DailyStatsView(WalletView):
         responses={200: OpenApiTypes.OBJECT, **problems(401)},
     )
     def get(self, request):
-        return Response(selectors.daily(self.wallet()))
+        return Response(selectors.daily(self.existing_wallet()))
 
 
 def _hold_problem(exc: services.HoldError) -> Problem:
@@ -250,7 +256,7 @@ class PaymentDetailView(WalletView):
         return [AdminKeyRequired()]
 
     def _payment(self, checking_id):
-        payment = selectors.payment_of(self.wallet(), checking_id)
+        payment = selectors.payment_of(self.existing_wallet(), checking_id)
         if payment is None:
             raise Problem(404, "not_found", "Payment does not exist.")
         return payment
@@ -335,7 +341,7 @@ class SettleView(WalletView):
         data = PreimageRequest(data=request.data)
         data.is_valid(raise_exception=True)
         preimage = data.validated_data["preimage"]
-        payment = selectors.payment_of_preimage(self.wallet(), preimage)
+        payment = selectors.payment_of_preimage(self.existing_wallet(), preimage)
         if payment is None:
             raise Problem(404, "not_found", "No hold invoice of this wallet has that preimage.")
         _settle(payment, preimage)
@@ -355,7 +361,9 @@ class CancelView(WalletView):
     def post(self, request):
         data = PaymentHashRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        payment = selectors.payment_of(self.wallet(), data.validated_data["payment_hash"])
+        payment = selectors.payment_of(
+            self.existing_wallet(), data.validated_data["payment_hash"]
+        )
         if payment is None:
             raise Problem(404, "not_found", "Payment does not exist.")
         _cancel(payment)
