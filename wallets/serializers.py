@@ -11,7 +11,7 @@ from webhooks.serializers import WebhookUrlField
 
 from .models import Payment
 
-HEX32 = re.compile(r"[0-9a-fA-F]{64}")
+HEX32 = re.compile(r"^[0-9a-fA-F]{64}$")
 MAX_EXPIRY_SECONDS = 30 * 24 * 3600
 
 
@@ -76,7 +76,7 @@ class PaymentRequest(StrictJsonTypes, serializers.Serializer):
         "(or cancel) the payment once it is held.",
     )
     description_hash = serializers.RegexField(HEX32, required=False)
-    unhashed_description = serializers.RegexField(r"(?:[0-9a-fA-F]{2})*", required=False)
+    unhashed_description = serializers.RegexField(r"^(?:[0-9a-fA-F]{2})*$", required=False)
     bolt11 = serializers.CharField(
         required=False, max_length=7089, help_text="Paying: the invoice."
     )
@@ -117,3 +117,64 @@ class ListQuery(serializers.Serializer):
 
 class HistoryQuery(serializers.Serializer):
     group = serializers.ChoiceField(choices=["hour", "day", "month"], required=False, default="day")
+
+
+# What the answers look like, for the OpenAPI document (the views render plain dicts).
+_int = serializers.IntegerField
+_str = serializers.CharField
+
+
+class PaymentDetailsDoc(serializers.Serializer):
+    checking_id = _str()
+    payment_hash = _str()
+    wallet_id = _str()
+    amount = _int(help_text="sats; negative for outgoing")
+    amount_msat = _int(help_text="msat; negative for outgoing")
+    fee = _int(help_text="routing fee in msat")
+    memo = _str(allow_blank=True)
+    status = serializers.ChoiceField(choices=Payment.Status.choices)
+    pending = serializers.BooleanField()
+    time = _int(help_text="Unix seconds")
+    bolt11 = _str()
+    preimage = _str(allow_null=True)
+    extra = serializers.DictField()
+    tag = _str(allow_null=True)
+    webhook = _str(allow_null=True)
+    expiry = _int(allow_null=True)
+    settled_at = _int(allow_null=True)
+    failure_reason = _str(allow_null=True)
+
+
+class PaginatedDoc(serializers.Serializer):
+    data = PaymentDetailsDoc(many=True)
+    total = _int()
+
+
+class HistoryDoc(serializers.Serializer):
+    date = _str()
+    income = _int()
+    spending = _int()
+
+
+class CountDoc(serializers.Serializer):
+    tag = _str(allow_null=True)
+    count = _int()
+
+
+class WalletStatsDoc(serializers.Serializer):
+    wallet_id = _str()
+    wallet_name = _str()
+    total_income = _int()
+    total_spending = _int()
+    payment_count = _int()
+
+
+class DailyDoc(serializers.Serializer):
+    date = _str()
+    count = _int()
+    total = _int()
+    count_in = _int()
+    count_out = _int()
+    balance_in = _int()
+    balance_out = _int()
+    fee = _int()

@@ -2,15 +2,17 @@ from django.urls import path
 
 from . import views
 
+P = "api/v1/payments"
+
 urlpatterns = [
     path("api/v1/wallet", views.WalletDetailView.as_view(), name="wallet"),
-    path("api/v1/payments", views.PaymentsView.as_view(), name="wallet-payments"),
-    path("api/v1/payments/paginated", views.PaginatedPaymentsView.as_view(), name="wallet-payments-paginated"),
-    path("api/v1/payments/history", views.HistoryView.as_view(), name="wallet-payments-history"),
-    path("api/v1/payments/stats/count", views.CountStatsView.as_view(), name="wallet-stats-count"),
-    path("api/v1/payments/stats/wallets", views.WalletStatsView.as_view(), name="wallet-stats-wallets"),
-    path("api/v1/payments/stats/daily", views.DailyStatsView.as_view(), name="wallet-stats-daily"),
-    path("api/v1/payments/settle", views.SettleView.as_view(), name="wallet-payments-settle"),
-    path("api/v1/payments/cancel", views.CancelView.as_view(), name="wallet-payments-cancel"),
-    path("api/v1/payments/<str:checking_id>", views.PaymentDetailView.as_view(), name="wallet-payment"),
+    path(P, views.PaymentsView.as_view(), name="wallet-payments"),
+    path(f"{P}/paginated", views.PaginatedPaymentsView.as_view(), name="wallet-paginated"),
+    path(f"{P}/history", views.HistoryView.as_view(), name="wallet-history"),
+    path(f"{P}/stats/count", views.CountStatsView.as_view(), name="wallet-stats-count"),
+    path(f"{P}/stats/wallets", views.WalletStatsView.as_view(), name="wallet-stats-wallets"),
+    path(f"{P}/stats/daily", views.DailyStatsView.as_view(), name="wallet-stats-daily"),
+    path(f"{P}/settle", views.SettleView.as_view(), name="wallet-settle"),
+    path(f"{P}/cancel", views.CancelView.as_view(), name="wallet-cancel"),
+    path(f"{P}/<str:checking_id>", views.PaymentDetailView.as_view(), name="wallet-payment"),
 ]

@@ -3,7 +3,6 @@ more), on the merchants' existing keys: an invoice key reads and receives, an ad
 also pays, settles and cancels. The key comes in `X-Api-Key` or LNbits' `?api-key=`.
 Views parse, call one service, and render; the rules are in wallets.services."""
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework import status as http_status
@@ -19,11 +18,17 @@ from lightning.backends.base import NodeError
 from . import selectors, services
 from .models import Payment
 from .serializers import (
+    CountDoc,
+    DailyDoc,
+    HistoryDoc,
     HistoryQuery,
     ListQuery,
+    PaginatedDoc,
+    PaymentDetailsDoc,
     PaymentHashRequest,
     PaymentRequest,
     PreimageRequest,
+    WalletStatsDoc,
     payment_details,
 )
 
@@ -49,6 +54,14 @@ class WalletView(APIView):
 
 
 def _query(serializer_class, request) -> dict:
+    empty = [name for name, value in request.query_params.items() if value == ""]
+    if empty:
+        raise Problem(
+            400,
+            "validation_error",
+            f"{empty[0]} must not be empty: leave it out for the default.",
+            {name: ["Must not be empty."] for name in empty},
+        )
     query = serializer_class(data=request.query_params)
     query.is_valid(raise_exception=True)
     return query.validated_data
@@ -88,7 +101,7 @@ PAYMENT_STATUS = inline_serializer(
         "paid": serializers.BooleanField(),
         "status": serializers.CharField(),
         "preimage": serializers.CharField(allow_null=True),
-        "details": serializers.DictField(required=False),
+        "details": PaymentDetailsDoc(required=False),
     },
 )
 DETAIL = inline_serializer("WalletDetail", {"detail": serializers.CharField()})
@@ -100,7 +113,7 @@ class PaymentsView(WalletView):
         tags=TAG,
         summary="List the wallet's payments, newest first (amounts in sats, negative out)",
         parameters=[ListQuery],
-        responses={200: OpenApiTypes.OBJECT, **problems(400, 401)},
+        responses={200: PaymentDetailsDoc(many=True), **problems(400, 401)},
     )
     def get(self, request):
         query = _query(ListQuery, request)
@@ -187,7 +200,7 @@ class PaginatedPaymentsView(WalletView):
         tags=TAG,
         summary="List the wallet's payments with the total count: {data, total}",
         parameters=[ListQuery],
-        responses={200: OpenApiTypes.OBJECT, **problems(400, 401)},
+        responses={200: PaginatedDoc, **problems(400, 401)},
     )
     def get(self, request):
         query = _query(ListQuery, request)
@@ -202,7 +215,7 @@ class HistoryView(WalletView):
         tags=TAG,
         summary="Income and spending (sats) per hour, day or month, newest first",
         parameters=[HistoryQuery],
-        responses={200: OpenApiTypes.OBJECT, **problems(400, 401)},
+        responses={200: HistoryDoc(many=True), **problems(400, 401)},
     )
     def get(self, request):
         group = _query(HistoryQuery, request)["group"]
@@ -214,7 +227,7 @@ class CountStatsView(WalletView):
         operation_id="wallet_payments_stats_count",
         tags=TAG,
         summary="Successful payments counted by tag (what they paid for)",
-        responses={200: OpenApiTypes.OBJECT, **problems(401)},
+        responses={200: CountDoc(many=True), **problems(401)},
     )
     def get(self, request):
         return Response(selectors.count_by_tag(self.existing_wallet()))
@@ -225,7 +238,7 @@ class WalletStatsView(WalletView):
         operation_id="wallet_payments_stats_wallets",
         tags=TAG,
         summary="Income, spending (sats) and payment count of each of your wallets",
-        responses={200: OpenApiTypes.OBJECT, **problems(401)},
+        responses={200: WalletStatsDoc(many=True), **problems(401)},
     )
     def get(self, request):
         return Response(selectors.wallet_stats(request.merchant))
@@ -236,7 +249,7 @@ class DailyStatsView(WalletView):
         operation_id="wallet_payments_stats_daily",
         tags=TAG,
         summary="Successful payments per day: count and net total (sats), newest first",
-        responses={200: OpenApiTypes.OBJECT, **problems(401)},
+        responses={200: DailyDoc(many=True), **problems(401)},
     )
     def get(self, request):
         return Response(selectors.daily(self.existing_wallet()))
@@ -361,9 +374,7 @@ class CancelView(WalletView):
     def post(self, request):
         data = PaymentHashRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        payment = selectors.payment_of(
-            self.existing_wallet(), data.validated_data["payment_hash"]
-        )
+        payment = selectors.payment_of(self.existing_wallet(), data.validated_data["payment_hash"])
         if payment is None:
             raise Problem(404, "not_found", "Payment does not exist.")
         _cancel(payment)
