@@ -29,6 +29,7 @@ from .base import (
     PaymentFailed,
     Subscription,
 )
+from .pending import TrackPaymentPending
 
 NETWORK = "regtest"
 ALIAS = "zapgate-devnode"
@@ -81,7 +82,7 @@ class DevNodeSubscription(Subscription):
         self.closed = True
 
 
-class DevNodeBackend(LightningBackend):
+class DevNodeBackend(TrackPaymentPending, LightningBackend):
     name = "devnode"
 
     def __init__(self):

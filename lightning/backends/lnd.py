@@ -45,6 +45,7 @@ from .base import (
     PaymentFailed,
     Subscription,
 )
+from .pending import TrackPaymentPending
 
 CHANNEL_OPTIONS = [
     # gRPC's reconnect backoff grows to two minutes and calls fail at once while it waits,
@@ -211,7 +212,7 @@ class LndSubscription(Subscription):
         self._call.cancel()
 
 
-class LndBackend(LightningBackend):
+class LndBackend(TrackPaymentPending, LightningBackend):
     """`tls_cert`: PEM text or the path of LND's tls.cert; `macaroon`: hex or the path of a
     macaroon file. Nothing is dialled until the first call."""
 
