@@ -99,16 +99,31 @@ def settle_hold_invoice(invoice: Invoice, preimage: str) -> None:
     get_backend().settle_hold_invoice(preimage)
 
 
+CANCELABLE = (Invoice.State.OPEN, Invoice.State.ACCEPTED)
+
+
 def cancel_hold_invoice(invoice: Invoice, *, reason: str = Invoice.CancelReason.MERCHANT) -> bool:
     """Cancel an open or accepted hold invoice on the node (a held payment goes back to the
     payer), then here, recording `reason`. Raises PaymentFailed when the node already
-    settled it. Returns whether this call changed the state."""
-    get_backend().cancel_hold_invoice(invoice.payment_hash)
-    return _transition(
-        invoice.pk,
-        [Invoice.State.OPEN, Invoice.State.ACCEPTED],
-        Invoice.State.CANCELED,
-        canceled_reason=reason,
+    settled it. Returns whether this call canceled it."""
+    return _cancel(invoice.pk, invoice.payment_hash, CANCELABLE, reason)
+
+
+def _cancel(pk: int, payment_hash: str, from_states, reason: str) -> bool:
+    """Cancel on the node, then here with `reason`. The reason is written first: the
+    watcher's stream of this invoice may see the node's CANCELED before this call records
+    it, and it then records this reason, not "node". Returns whether this call canceled it
+    (whichever of the two recorded it)."""
+    cancelable = Invoice.objects.filter(pk=pk, state__in=from_states)
+    asked = cancelable.update(canceled_reason=reason)
+    try:
+        get_backend().cancel_hold_invoice(payment_hash)
+    except Exception:
+        cancelable.filter(canceled_reason=reason).update(canceled_reason="")
+        raise
+    changed = _transition(pk, list(from_states), Invoice.State.CANCELED, canceled_reason=reason)
+    return changed or bool(
+        asked and Invoice.objects.filter(pk=pk, state=Invoice.State.CANCELED).exists()
     )
 
 
@@ -235,18 +250,19 @@ def apply_invoice_update(node_invoice: NodeInvoice) -> str | None:
     - ACCEPTED: accepted (from open, or expired: the payment arrived before our expiry
       sweep saw it), with the lowest expiry height of the held HTLCs;
     - CANCELED: an open invoice past its expiry is expired (the node cancels those); any
-      other open or accepted one is canceled with reason "node".
+      other open or accepted one is canceled, with the reason of the cancel we asked the
+      node for (see _cancel), else reason "node".
     """
     if node_invoice.state == "SETTLED":
         return Invoice.State.PAID if apply_settlements([node_invoice]) else None
     found = (
         Invoice.objects.filter(payment_hash=node_invoice.payment_hash)
-        .values_list("pk", "state", "expires_at")
+        .values_list("pk", "state", "expires_at", "canceled_reason")
         .first()
     )
     if found is None:
         return None  # made on the node by someone else: not ours to track
-    pk, state, expires_at = found
+    pk, state, expires_at, reason = found
     now = timezone.now()
     if node_invoice.state == "ACCEPTED":
         expiry_height = node_invoice.htlc_expiry_height
@@ -265,14 +281,15 @@ def apply_invoice_update(node_invoice: NodeInvoice) -> str | None:
         )
         return Invoice.State.ACCEPTED if accepted else None
     if node_invoice.state == "CANCELED":
-        if state == Invoice.State.OPEN and expires_at <= now:
+        if state == Invoice.State.OPEN and expires_at <= now and not reason:
             expired = _transition(pk, [Invoice.State.OPEN], Invoice.State.EXPIRED)
             return Invoice.State.EXPIRED if expired else None
         canceled = _transition(
             pk,
-            [Invoice.State.OPEN, Invoice.State.ACCEPTED],
+            list(CANCELABLE),
             Invoice.State.CANCELED,
-            canceled_reason=Invoice.CancelReason.NODE,
+            # A reason already written is that of a cancel we asked for (see _cancel).
+            canceled_reason=reason or Invoice.CancelReason.NODE,
         )
         return Invoice.State.CANCELED if canceled else None
     return None
@@ -365,7 +382,9 @@ def cancel_expiring_hold_invoices(block_height: int | None = None) -> int:
     canceled = 0
     for pk, payment_hash, expiry_height in due:
         try:
-            backend.cancel_hold_invoice(payment_hash)
+            this_call = _cancel(
+                pk, payment_hash, [Invoice.State.ACCEPTED], Invoice.CancelReason.HTLC_EXPIRY
+            )
         except PaymentFailed:
             # Settled on the node meanwhile (a cancel cannot undo that): it is paid.
             try:
@@ -382,12 +401,7 @@ def cancel_expiring_hold_invoices(block_height: int | None = None) -> int:
                 exc,
             )
             continue
-        if _transition(
-            pk,
-            [Invoice.State.ACCEPTED],
-            Invoice.State.CANCELED,
-            canceled_reason=Invoice.CancelReason.HTLC_EXPIRY,
-        ):
+        if this_call:
             canceled += 1
             log.warning(
                 "hold invoice %s canceled: its held payment was neither settled nor canceled "
