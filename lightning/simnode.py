@@ -909,8 +909,8 @@ def serve(directory: Path, port: int, control_port: int = 0, out: TextIO = sys.s
             f"Point the gateway at it:\n"
             f"  LIGHTNING_BACKEND=lnd LND_GRPC_HOST={node.address}"
             f" LND_TLS_CERT={node.cert_path} LND_MACAROON={node.macaroon_path}\n"
-            f"Pay an invoice: manage.py simnode_pay --dir {node.directory} <bolt11>\n"
             f"Mine blocks:    manage.py simnode_mine --dir {node.directory} <n>\n"
+            f"Pay an invoice: manage.py simnode_pay --dir {node.directory} <bolt11>\n"
         )
         out.flush()
         while not stopping.wait(0.5):

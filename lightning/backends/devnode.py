@@ -207,6 +207,9 @@ class DevNodeBackend(TrackPaymentPending, LightningBackend):
         except DevNodeInvoice.DoesNotExist:
             raise InvoiceNotFound(f"no invoice with payment hash {payment_hash}") from None
 
+    def subscribe_single(self, payment_hash, timeout=None):
+        return DevNodeInvoiceUpdates(payment_hash, timeout)
+
     def _settle(self, row: DevNodeInvoice, preimage: str, amount_paid_msat: int) -> None:
         """Must run inside a transaction that locked the counter row first."""
         counter = self._lock_counter()
@@ -255,9 +258,6 @@ class DevNodeBackend(TrackPaymentPending, LightningBackend):
 
     def subscribe_settlements(self, settle_index):
         return DevNodeSubscription(settle_index)
-
-    def subscribe_single(self, payment_hash, timeout=None):
-        return DevNodeInvoiceUpdates(payment_hash, timeout)
 
     def pay_invoice(self, bolt11, timeout_seconds=60):
         """Pay one of our own invoices, as a wallet on the other side of a channel would."""
