@@ -226,6 +226,16 @@ INVOICE_EXPIRY_SWEEP_SECONDS = env.float("INVOICE_EXPIRY_SWEEP_SECONDS", default
 WATCHER_HEALTH_MAX_AGE_SECONDS = env.float("WATCHER_HEALTH_MAX_AGE_SECONDS", default=60.0)
 # While a failure lasts, the watcher logs it again every this many seconds.
 WATCHER_LOG_REMINDER_SECONDS = env.float("WATCHER_LOG_REMINDER_SECONDS", default=60.0)
+# Hold invoices: the watcher follows at most this many open or accepted hold invoices with
+# a stream of their own (the newest first); the periodic reconciliation catches the others.
+HOLD_INVOICE_MAX_STREAMS = env.int("HOLD_INVOICE_MAX_STREAMS", default=50)
+# An accepted hold invoice is canceled this many blocks before its HTLCs expire (LND fails
+# them itself 12 blocks before, its invoices.holdexpirydelta): keep it above 12.
+HOLD_INVOICE_CANCEL_BLOCKS_BEFORE_EXPIRY = env.int(
+    "HOLD_INVOICE_CANCEL_BLOCKS_BEFORE_EXPIRY", default=24
+)
+# How often the watcher compares the node's block height with held HTLCs' expiry.
+HOLD_INVOICE_EXPIRY_CHECK_SECONDS = env.float("HOLD_INVOICE_EXPIRY_CHECK_SECONDS", default=30.0)
 
 # --- Celery --------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str(

@@ -13,9 +13,16 @@ class Invoice(models.Model):
 
     class State(models.TextChoices):
         OPEN = "open"
+        # A hold invoice whose payment the node holds: paid, not yet settled or canceled.
+        ACCEPTED = "accepted"
         PAID = "paid"
         EXPIRED = "expired"
         CANCELED = "canceled"
+
+    class CancelReason(models.TextChoices):
+        MERCHANT = "merchant"  # cancel_hold_invoice
+        HTLC_EXPIRY = "htlc_expiry"  # the held payment neared its HTLC expiry
+        NODE = "node"  # the node canceled it (not us)
 
     payment_hash = models.CharField(max_length=64, unique=True)
     bolt11 = models.TextField()
@@ -33,6 +40,11 @@ class Invoice(models.Model):
     # Which app sold what this pays for ("checkout", "l402", "shopify"): only that app's
     # reactions (lightning.reactions) run when its state changes.
     purpose = models.CharField(max_length=20, blank=True)
+    # Hold invoices: when the node reported the payment held, the lowest expiry height of
+    # the held HTLCs (they must be settled or canceled before), and why one was canceled.
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    htlc_expiry_height = models.BigIntegerField(null=True, blank=True)
+    canceled_reason = models.CharField(max_length=20, blank=True, choices=CancelReason.choices)
 
     class Meta:
         indexes = [models.Index(fields=["state", "expires_at"])]
@@ -121,11 +133,15 @@ class DevNodeInvoice(models.Model):
     settled_at = models.DateTimeField(null=True, blank=True)
     amount_paid_msat = models.BigIntegerField(null=True, blank=True)
     settle_index = models.BigIntegerField(null=True, blank=True, unique=True)
+    # While a hold invoice is ACCEPTED: the block height at which the payer's HTLC expires.
+    htlc_expiry_height = models.BigIntegerField(null=True, blank=True)
 
 
 class DevNodeCounter(models.Model):
-    """The dev node's settle-index counter. Settling locks this row, so settle indexes are
-    handed out and committed strictly in order: a stream reader never skips one."""
+    """The dev node's settle-index counter and its chain's block height. Settling locks this
+    row, so settle indexes are handed out and committed strictly in order: a stream reader
+    never skips one. `manage.py devnode_mine N` advances the block height."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1)
     last_settle_index = models.BigIntegerField(default=0)
+    block_height = models.BigIntegerField(default=100)

@@ -51,6 +51,11 @@ def reaction(name: str, purpose: str):
     return register
 
 
+def unregister(name: str) -> None:
+    """Forget a reaction (tests register their own, then take them away)."""
+    _reactions.pop(name, None)
+
+
 def registered() -> dict[str, Reaction]:
     return dict(_reactions)
 

@@ -95,14 +95,37 @@ def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool, purpose: s
 
 
 def settle_hold_invoice(invoice: Invoice, preimage: str) -> None:
-    """Release a held payment. The watcher marks the invoice paid when the node reports it."""
+    """Release a held (accepted) payment. The watcher marks the invoice paid when the node
+    reports it. Raises PaymentFailed when the node refuses (not accepted, or canceled)."""
     get_backend().settle_hold_invoice(preimage)
 
 
-def cancel_hold_invoice(invoice: Invoice) -> bool:
-    """Cancel on the node, then here. Returns whether this call changed the state."""
-    get_backend().cancel_hold_invoice(invoice.payment_hash)
-    return _transition(invoice.pk, [Invoice.State.OPEN], Invoice.State.CANCELED)
+CANCELABLE = (Invoice.State.OPEN, Invoice.State.ACCEPTED)
+
+
+def cancel_hold_invoice(invoice: Invoice, *, reason: str = Invoice.CancelReason.MERCHANT) -> bool:
+    """Cancel an open or accepted hold invoice on the node (a held payment goes back to the
+    payer), then here, recording `reason`. Raises PaymentFailed when the node already
+    settled it. Returns whether this call canceled it."""
+    return _cancel(invoice.pk, invoice.payment_hash, CANCELABLE, reason)
+
+
+def _cancel(pk: int, payment_hash: str, from_states, reason: str) -> bool:
+    """Cancel on the node, then here with `reason`. The reason is written first: the
+    watcher's stream of this invoice may see the node's CANCELED before this call records
+    it, and it then records this reason, not "node". Returns whether this call canceled it
+    (whichever of the two recorded it)."""
+    cancelable = Invoice.objects.filter(pk=pk, state__in=from_states)
+    asked = cancelable.update(canceled_reason=reason)
+    try:
+        get_backend().cancel_hold_invoice(payment_hash)
+    except Exception:
+        cancelable.filter(canceled_reason=reason).update(canceled_reason="")
+        raise
+    changed = _transition(pk, list(from_states), Invoice.State.CANCELED, canceled_reason=reason)
+    return changed or bool(
+        asked and Invoice.objects.filter(pk=pk, state=Invoice.State.CANCELED).exists()
+    )
 
 
 def take_off_node(invoice: Invoice) -> str:
@@ -191,7 +214,7 @@ def apply_settlements(
                 settle_index=s.settle_index,
                 preimage=s.preimage,
             )
-            for from_state in (Invoice.State.OPEN, Invoice.State.EXPIRED):
+            for from_state in (Invoice.State.OPEN, Invoice.State.ACCEPTED, Invoice.State.EXPIRED):
                 if Invoice.objects.filter(pk=pk, state=from_state).update(**fields):
                     transitions.append(
                         InvoiceTransition(
@@ -227,7 +250,8 @@ def _announce_paid(invoices: list[Invoice]) -> None:
 
 
 def expire_invoices(now=None) -> int:
-    """Mark open invoices past their expiry expired. Returns how many changed."""
+    """Mark open invoices past their expiry expired (never an accepted hold invoice: its
+    payment is held, and only a settle or a cancel ends it). Returns how many changed."""
     now = now or timezone.now()
     ids = list(
         Invoice.objects.filter(state=Invoice.State.OPEN, expires_at__lte=now).values_list(
@@ -238,20 +262,72 @@ def expire_invoices(now=None) -> int:
 
 
 def refresh_from_node(invoice: Invoice) -> Invoice:
-    """The invoice, after asking the node about it if it is still open here: a buyer who
-    shows a preimage may be a moment ahead of the watcher. A node that does not answer
-    leaves the invoice as it is (logged); the watcher catches up later."""
-    if invoice.state != Invoice.State.OPEN:
+    """The invoice, after asking the node about it if it is still open (or accepted) here:
+    a buyer who shows a preimage may be a moment ahead of the watcher. A node that does not
+    answer leaves the invoice as it is (logged); the watcher catches up later."""
+    if invoice.state not in (Invoice.State.OPEN, Invoice.State.ACCEPTED):
         return invoice
     try:
         node_invoice = get_backend().lookup_invoice(invoice.payment_hash)
     except NodeError as exc:
         log.warning("could not look up invoice %s: %s", invoice.payment_hash, exc)
         return invoice
-    if node_invoice.state == "SETTLED":
-        apply_settlements([node_invoice])
+    if apply_invoice_update(node_invoice):
         invoice.refresh_from_db()
     return invoice
+
+
+def apply_invoice_update(node_invoice: NodeInvoice) -> str | None:
+    """Apply what the node says of one invoice (a lookup, or an update on its single-invoice
+    stream), each change at most once. Returns the state this call moved it to, if any.
+
+    - SETTLED: paid (from open, accepted or expired), as from the settlement stream;
+    - ACCEPTED: accepted (from open, or expired: the payment arrived before our expiry
+      sweep saw it), with the lowest expiry height of the held HTLCs;
+    - CANCELED: an open invoice past its expiry is expired (the node cancels those); any
+      other open or accepted one is canceled, with the reason of the cancel we asked the
+      node for (see _cancel), else reason "node".
+    """
+    if node_invoice.state == "SETTLED":
+        return Invoice.State.PAID if apply_settlements([node_invoice]) else None
+    found = (
+        Invoice.objects.filter(payment_hash=node_invoice.payment_hash)
+        .values_list("pk", "state", "expires_at", "canceled_reason")
+        .first()
+    )
+    if found is None:
+        return None  # made on the node by someone else: not ours to track
+    pk, state, expires_at, reason = found
+    now = timezone.now()
+    if node_invoice.state == "ACCEPTED":
+        expiry_height = node_invoice.htlc_expiry_height
+        if state == Invoice.State.ACCEPTED:
+            if expiry_height is not None:  # another HTLC of a multi-part payment arrived
+                Invoice.objects.filter(pk=pk, state=state).exclude(
+                    htlc_expiry_height=expiry_height
+                ).update(htlc_expiry_height=expiry_height)
+            return None
+        accepted = _transition(
+            pk,
+            [Invoice.State.OPEN, Invoice.State.EXPIRED],
+            Invoice.State.ACCEPTED,
+            accepted_at=now,
+            htlc_expiry_height=expiry_height,
+        )
+        return Invoice.State.ACCEPTED if accepted else None
+    if node_invoice.state == "CANCELED":
+        if state == Invoice.State.OPEN and expires_at <= now and not reason:
+            expired = _transition(pk, [Invoice.State.OPEN], Invoice.State.EXPIRED)
+            return Invoice.State.EXPIRED if expired else None
+        canceled = _transition(
+            pk,
+            list(CANCELABLE),
+            Invoice.State.CANCELED,
+            # A reason already written is that of a cancel we asked for (see _cancel).
+            canceled_reason=reason or Invoice.CancelReason.NODE,
+        )
+        return Invoice.State.CANCELED if canceled else None
+    return None
 
 
 RECONCILE_PAGE = 200
@@ -260,16 +336,20 @@ RECONCILE_PAGE = 200
 def reconcile_invoices(full: bool = False, between_pages: Callable[[], None] | None = None) -> dict:
     """Ask the node about what its settlement stream does not tell, and apply the answers:
 
-    - open hold invoices (the stream carries neither ACCEPTED nor CANCELED);
+    - open and accepted hold invoices (the stream carries neither ACCEPTED nor CANCELED;
+      the watcher follows each one's single-invoice stream too, up to
+      HOLD_INVOICE_MAX_STREAMS of them, and this catches the others);
     - with `full`, every open invoice and those that expired in the last day (a late
       settlement still pays them): needed only when no settle index is stored yet, since
       LND replays nothing from settle index 0, or when an operator asks for it.
 
     Pages of RECONCILE_PAGE invoices; `between_pages` runs after each (the watcher renews
     its lease there, and may raise to stop). A node error on one invoice is logged and the
-    others go on. Safe to run at any time, by anyone."""
+    others go on. Then it expires what is overdue and cancels held payments that near
+    their HTLC expiry (`cancel_expiring_hold_invoices`). Safe to run at any time, by anyone."""
     backend = get_backend()
     candidates = Invoice.objects.filter(backend=backend.name, state=Invoice.State.OPEN)
+    candidates |= Invoice.objects.filter(backend=backend.name, state=Invoice.State.ACCEPTED)
     if full:
         since = timezone.now() - timedelta(days=1)
         candidates |= Invoice.objects.filter(
@@ -277,7 +357,7 @@ def reconcile_invoices(full: bool = False, between_pages: Callable[[], None] | N
         )
     else:
         candidates = candidates.filter(hold=True)
-    counts = {"checked": 0, "paid": 0, "canceled": 0, "errors": 0}
+    counts = {"checked": 0, "paid": 0, "accepted": 0, "canceled": 0, "errors": 0}
     after = 0
     while True:
         page = list(
@@ -287,7 +367,7 @@ def reconcile_invoices(full: bool = False, between_pages: Callable[[], None] | N
         )
         if not page:
             break
-        for pk, payment_hash, state in page:
+        for _pk, payment_hash, _state in page:
             counts["checked"] += 1
             try:
                 node_invoice = backend.lookup_invoice(payment_hash)
@@ -298,15 +378,74 @@ def reconcile_invoices(full: bool = False, between_pages: Callable[[], None] | N
                 counts["errors"] += 1
                 log.warning("reconcile: could not look up invoice %s: %s", payment_hash, exc)
                 continue
-            if node_invoice.state == "SETTLED":
-                counts["paid"] += len(apply_settlements([node_invoice]))
-            elif node_invoice.state == "CANCELED" and state == Invoice.State.OPEN:
-                counts["canceled"] += _transition(pk, [Invoice.State.OPEN], Invoice.State.CANCELED)
+            changed = apply_invoice_update(node_invoice)
+            if changed in (Invoice.State.PAID, Invoice.State.ACCEPTED, Invoice.State.CANCELED):
+                counts[changed] += 1
         after = page[-1][0]
         if between_pages is not None:
             between_pages()
     expire_invoices()
+    try:
+        counts["canceled"] += cancel_expiring_hold_invoices()
+    except NodeError as exc:
+        counts["errors"] += 1
+        log.warning("reconcile: could not check held payments' HTLC expiry: %s", exc)
     return counts
+
+
+def cancel_expiring_hold_invoices(block_height: int | None = None) -> int:
+    """Cancel each accepted hold invoice whose held HTLCs expire within
+    HOLD_INVOICE_CANCEL_BLOCKS_BEFORE_EXPIRY blocks of `block_height` (default: the node's
+    height now), on the node and then here with reason "htlc_expiry", which tells the
+    merchant: the payer gets the money back before the node would have to fail the HTLC
+    (LND does that `holdexpirydelta`, 12, blocks before expiry) or a channel would close.
+    One that the node already settled is marked paid instead. Returns how many were
+    canceled. Raises NodeError only when the node's height cannot be had."""
+    backend = get_backend()
+    if block_height is None:
+        block_height = backend.get_info().block_height
+    margin = settings.HOLD_INVOICE_CANCEL_BLOCKS_BEFORE_EXPIRY
+    due = list(
+        Invoice.objects.filter(
+            backend=backend.name,
+            state=Invoice.State.ACCEPTED,
+            htlc_expiry_height__lte=block_height + margin,
+        )
+        .order_by("htlc_expiry_height")
+        .values_list("pk", "payment_hash", "htlc_expiry_height")[:RECONCILE_PAGE]
+    )
+    canceled = 0
+    for pk, payment_hash, expiry_height in due:
+        try:
+            this_call = _cancel(
+                pk, payment_hash, [Invoice.State.ACCEPTED], Invoice.CancelReason.HTLC_EXPIRY
+            )
+        except PaymentFailed:
+            # Settled on the node meanwhile (a cancel cannot undo that): it is paid.
+            try:
+                apply_invoice_update(backend.lookup_invoice(payment_hash))
+            except NodeError as exc:
+                log.warning("could not look up hold invoice %s: %s", payment_hash, exc)
+            continue
+        except NodeError as exc:
+            log.warning(
+                "could not cancel hold invoice %s near its HTLC expiry (height %s of %s): %s",
+                payment_hash,
+                block_height,
+                expiry_height,
+                exc,
+            )
+            continue
+        if this_call:
+            canceled += 1
+            log.warning(
+                "hold invoice %s canceled: its held payment was neither settled nor canceled "
+                "and its HTLC expires at height %s (now %s)",
+                payment_hash,
+                expiry_height,
+                block_height,
+            )
+    return canceled
 
 
 def watcher_status(node_key: str) -> dict:

@@ -4,7 +4,8 @@ uses, with LND's semantics, so that backend is exercised over real gRPC, TLS and
 No real LND can be installed on these machines; this is how the lnd path stays honest. The
 node keeps its invoices in SQLite next to its TLS pair, macaroon and node key, so it can be
 stopped and started again like a real node, and it can be paid "from the outside" through a
-small HTTP control endpoint on loopback (`POST /pay`), standing in for a remote wallet.
+small HTTP control endpoint on loopback (`POST /pay`), standing in for a remote wallet. Its
+chain is a block height kept in the same database, advanced by `POST /mine {"blocks": n}`.
 
 Run it with `manage.py simnode --dir D` (or `python -m lightning.simnode --dir D`).
 """
@@ -50,6 +51,8 @@ ALIAS = "zapgate-simnode"
 VERSION = "0.18.0-beta zapgate-simnode"
 DEFAULT_EXPIRY_SECONDS = 86400  # what LND uses when AddInvoice gives no expiry
 GRPC_WORKERS = 64  # every open stream holds a worker thread
+START_HEIGHT = 100  # a new node's chain (regtest, past coinbase maturity)
+HOLD_EXPIRY_DELTA = 12  # LND's invoices.holdexpirydelta: held HTLCs are failed this early
 
 OPEN, SETTLED, CANCELED, ACCEPTED = (
     ln.Invoice.OPEN,
@@ -85,6 +88,14 @@ CREATE TABLE IF NOT EXISTS invoices (
 );
 CREATE INDEX IF NOT EXISTS invoices_state ON invoices (state);
 """
+CHAIN_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS chain (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    block_height INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO chain (id, block_height) VALUES (1, {START_HEIGHT});
+"""
+HTLC_COLUMNS = ("htlc_accept_height", "htlc_expiry_height")  # of the one HTLC that paid
 
 
 class InvoiceError(Exception):
@@ -113,6 +124,7 @@ class InvoiceStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        self._add_chain()
         self._streams: set[queue.Queue] = set()  # SubscribeInvoices: adds and settles
         self._watchers: dict[bytes, set[queue.Queue]] = {}  # SubscribeSingleInvoice
 
@@ -136,6 +148,36 @@ class InvoiceStore:
             ).fetchone()
             self._publish(row, added_or_settled=True)
             return row
+
+    def _add_chain(self) -> None:
+        """The chain table and the HTLC columns (added to a database made before them)."""
+        self._db.executescript(CHAIN_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(invoices)")}
+        for column in HTLC_COLUMNS:
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE invoices ADD COLUMN {column} INTEGER")
+        self._db.commit()
+
+    def block_height(self) -> int:
+        with self._lock:
+            return self._block_height()
+
+    def _block_height(self) -> int:
+        return self._db.execute("SELECT block_height FROM chain").fetchone()[0]
+
+    def mine(self, blocks: int) -> int:
+        """Advance the chain; like LND, fail each held HTLC (its hold invoice is canceled)
+        within HOLD_EXPIRY_DELTA blocks of its expiry. Returns the new height."""
+        with self._lock:
+            with self._db:
+                self._db.execute("UPDATE chain SET block_height = block_height + ?", (blocks,))
+            height = self._block_height()
+            for row in self._db.execute(
+                "SELECT * FROM invoices WHERE state = ? AND htlc_expiry_height <= ?",
+                (ACCEPTED, height + HOLD_EXPIRY_DELTA),
+            ).fetchall():
+                self._change(row, state=CANCELED)
+            return height
 
     def lookup(self, r_hash: bytes) -> sqlite3.Row:
         with self._lock:
@@ -161,9 +203,14 @@ class InvoiceStore:
                 )
             if amount_msat < row["value_msat"]:
                 raise InvoiceError(Code.INVALID_ARGUMENT, "amount is below the invoice amount")
+            height = self._block_height()
+            htlc = {
+                "htlc_accept_height": height,
+                "htlc_expiry_height": height + invoice_codec.MIN_FINAL_CLTV_EXPIRY,
+            }
             if row["r_preimage"] is None:
-                return self._change(row, state=ACCEPTED, amt_paid_msat=amount_msat)
-            return self._settle(row, row["r_preimage"], amount_msat)
+                return self._change(row, state=ACCEPTED, amt_paid_msat=amount_msat, **htlc)
+            return self._settle(row, row["r_preimage"], amount_msat, **htlc)
 
     def settle_hold(self, preimage: bytes) -> None:
         with self._lock:
@@ -237,7 +284,7 @@ class InvoiceStore:
             raise InvoiceError(Code.NOT_FOUND, "unable to locate invoice")
         return row
 
-    def _settle(self, row: sqlite3.Row, preimage: bytes, amount_msat: int) -> sqlite3.Row:
+    def _settle(self, row: sqlite3.Row, preimage: bytes, amount_msat: int, **htlc) -> sqlite3.Row:
         (last,) = self._db.execute("SELECT COALESCE(MAX(settle_index), 0) FROM invoices").fetchone()
         return self._change(
             row,
@@ -246,6 +293,7 @@ class InvoiceStore:
             settle_index=last + 1,
             settle_date=int(time.time()),
             amt_paid_msat=amount_msat,
+            **htlc,
         )
 
     def _change(self, row: sqlite3.Row, **fields) -> sqlite3.Row:
@@ -297,7 +345,31 @@ def invoice_message(row: sqlite3.Row) -> ln.Invoice:
         state=state,
         is_keysend=False,
         payment_addr=row["payment_addr"],
+        htlcs=_htlcs(row),
     )
+
+
+HTLC_STATE = {
+    ACCEPTED: ln.InvoiceHTLCState.ACCEPTED,
+    SETTLED: ln.InvoiceHTLCState.SETTLED,
+    CANCELED: ln.InvoiceHTLCState.CANCELED,
+}
+
+
+def _htlcs(row: sqlite3.Row) -> list[ln.InvoiceHTLC]:
+    """The one HTLC that paid the invoice, if one did."""
+    if row["htlc_expiry_height"] is None:
+        return []
+    return [
+        ln.InvoiceHTLC(
+            chan_id=1,
+            htlc_index=row["add_index"],
+            amt_msat=row["amt_paid_msat"],
+            accept_height=row["htlc_accept_height"],
+            expiry_height=row["htlc_expiry_height"],
+            state=HTLC_STATE[row["state"]],
+        )
+    ]
 
 
 def _updates(store: InvoiceStore, r_hash: bytes, context) -> Iterator[sqlite3.Row]:
@@ -368,6 +440,7 @@ class LightningService(lightning_pb2_grpc.LightningServicer):
             synced_to_chain=True,
             synced_to_graph=True,
             chains=[ln.Chain(chain="bitcoin", network=NETWORK)],
+            block_height=self.node.store.block_height(),
         )
 
     @_refusals
@@ -538,6 +611,9 @@ class ControlHandler(BaseHTTPRequestHandler):
     """`POST /pay {"bolt11": ...}`: a remote wallet paying one of the node's invoices."""
 
     def do_POST(self):
+        if self.path == "/mine":
+            self._mine()
+            return
         if self.path != "/pay":
             self._answer(404, {"error": "only POST /pay exists here"})
             return
@@ -553,6 +629,18 @@ class ControlHandler(BaseHTTPRequestHandler):
             self._answer(200, self.server.node.pay(bolt11))
         except InvoiceError as exc:
             self._answer(exc.http_status, {"error": exc.message})
+
+    def _mine(self) -> None:
+        """`POST /mine {"blocks": n}`: the chain advances n blocks (1 to 10000)."""
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            blocks = body["blocks"]
+            if type(blocks) is not int or not 1 <= blocks <= 10_000:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            self._answer(400, {"error": 'expected a JSON body {"blocks": <1 to 10000>}'})
+            return
+        self._answer(200, {"blockHeight": self.server.node.store.mine(blocks)})
 
     def _answer(self, status: int, payload: dict) -> None:
         body = json.dumps(payload).encode()
@@ -787,6 +875,24 @@ def control_pay(directory: Path, bolt11: str, timeout: float = 10.0) -> tuple[in
             return exc.code, json.load(exc)
 
 
+def control_mine(directory: Path, blocks: int = 1, timeout: float = 10.0) -> tuple[int, dict]:
+    """Mine `blocks` blocks on the sim node running in `directory` through its control
+    endpoint. Returns the HTTP status and the JSON answer ({"blockHeight": n} on success)."""
+    port = int((Path(directory) / "control.port").read_text())
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}/mine",
+        data=json.dumps({"blocks": blocks}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.load(exc)
+
+
 def serve(directory: Path, port: int, control_port: int = 0, out: TextIO = sys.stdout) -> None:
     """Run the node in the foreground until SIGINT or SIGTERM."""
     node = SimNode(directory, port, control_port).start()
@@ -803,6 +909,7 @@ def serve(directory: Path, port: int, control_port: int = 0, out: TextIO = sys.s
             f"Point the gateway at it:\n"
             f"  LIGHTNING_BACKEND=lnd LND_GRPC_HOST={node.address}"
             f" LND_TLS_CERT={node.cert_path} LND_MACAROON={node.macaroon_path}\n"
+            f"Mine blocks:    manage.py simnode_mine --dir {node.directory} <n>\n"
             f"Pay an invoice: manage.py simnode_pay --dir {node.directory} <bolt11>\n"
         )
         out.flush()

@@ -5,6 +5,10 @@ Exactly one watcher subscribes per node, however many workers run: it must hold 
 taken over once the lease runs out. The settle index it has applied is stored in the same
 transaction as the payments, so a crash, a restart or a node outage loses nothing and
 applies nothing twice.
+
+While it holds the lease, it also follows hold invoices (HoldTracker): their ACCEPTED and
+CANCELED are on no settlement stream, so each open or accepted one gets a single-invoice
+stream of its own, and held payments that near their HTLC expiry are canceled.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from django.utils import timezone
 
 from . import services
 from .backends import get_backend
-from .backends.base import NodeError
-from .models import WatcherState
+from .backends.base import LightningBackend, NodeError
+from .models import Invoice, WatcherState
 
 log = logging.getLogger("lightning.watcher")
 
 MAX_BACKOFF_SECONDS = 30.0
+HOLD_SCAN_SECONDS = 0.5  # how soon a new hold invoice gets its stream
+HOLD_STREAM_SECONDS = 600.0  # a single-invoice stream is reopened this often (a dead one)
 
 
 def make_holder_id() -> str:
@@ -77,6 +83,7 @@ class Watcher:
         self._status_since = 0.0
         self._reminded_at = 0.0
         self._failures = 0
+        self.hold_tracker: HoldTracker | None = None  # while it streams
 
     def stop(self) -> None:
         self._stop.set()
@@ -181,6 +188,7 @@ class Watcher:
         # Subscribe before reconciling: LND replays no backlog from settle index 0, so a
         # settlement is caught either by the reconciliation (before) or the stream (after).
         subscription = backend.subscribe_settlements(start_index)
+        tracker = None
         try:
             # With a stored settle index the stream replays every settlement since; only
             # what it never carries (hold invoices' states) is asked for one by one.
@@ -197,6 +205,8 @@ class Watcher:
                 node_key,
                 start_index,
             )
+            tracker = self.hold_tracker = HoldTracker(backend, self.holder)
+            tracker.start()
             renewed_at = time.monotonic()
             while not self._stop.is_set():
                 batch = subscription.next_batch(timeout=min(0.5, renew_every))
@@ -207,3 +217,190 @@ class Watcher:
                     renewed_at = time.monotonic()
         finally:
             subscription.close()
+            if tracker is not None:
+                tracker.stop()
+                self.hold_tracker = None
+
+
+class HoldTracker:
+    """Follows the open and accepted hold invoices of the backend while the watcher holds
+    its lease: a thread that looks for them every HOLD_SCAN_SECONDS and, every
+    HOLD_INVOICE_EXPIRY_CHECK_SECONDS, cancels held payments near their HTLC expiry; and a
+    thread per invoice (at most HOLD_INVOICE_MAX_STREAMS, the newest first; the periodic
+    reconciliation catches the others) that applies its single-invoice stream.
+
+    A stream starts with the invoice's current state, so one opened again after it broke
+    misses nothing. Every failure is logged and retried with backoff inside these threads:
+    nothing here can stop the settlement stream, and `stop()` ends them all."""
+
+    def __init__(self, backend: LightningBackend, holder: str):
+        self.backend = backend
+        self.holder = holder
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._streams: dict[str, _HoldStream] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hold-tracker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped.set()
+        with self._lock:
+            streams = list(self._streams.values())
+        for stream in streams:
+            stream.cancel()
+        deadline = time.monotonic() + timeout
+        for thread in [self._thread, *(s.thread for s in streams)]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def following(self) -> set[str]:
+        """The payment hashes that have a stream now."""
+        with self._lock:
+            return set(self._streams)
+
+    def _run(self) -> None:
+        backoff = 1.0
+        checked_at = None
+        failing = False
+        try:
+            while not self._stopped.is_set():
+                try:
+                    self._scan()
+                    now = time.monotonic()
+                    if (
+                        checked_at is None
+                        or now - checked_at >= settings.HOLD_INVOICE_EXPIRY_CHECK_SECONDS
+                    ):
+                        checked_at = now
+                        services.cancel_expiring_hold_invoices()
+                    if failing:
+                        log.info("watcher %s: hold invoice tracking works again", self.holder)
+                    backoff, failing = 1.0, False
+                    self._stopped.wait(HOLD_SCAN_SECONDS)
+                except Exception as exc:
+                    level = logging.DEBUG if failing else logging.WARNING
+                    log.log(
+                        level,
+                        "watcher %s: hold invoice tracking failed (%r); retrying with backoff",
+                        self.holder,
+                        exc,
+                        exc_info=not isinstance(exc, NodeError | DatabaseError),
+                    )
+                    failing = True
+                    connection.close()
+                    self._stopped.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        finally:
+            connection.close()
+
+    def _scan(self) -> None:
+        """Start a stream for each hold invoice that should have one and has none; cancel
+        those of invoices no longer open or accepted here (or beyond the limit)."""
+        wanted = list(
+            Invoice.objects.filter(
+                backend=self.backend.name,
+                hold=True,
+                state__in=(Invoice.State.OPEN, Invoice.State.ACCEPTED),
+            )
+            .order_by("-pk")
+            .values_list("payment_hash", flat=True)[: max(0, settings.HOLD_INVOICE_MAX_STREAMS)]
+        )
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            for payment_hash in set(self._streams) - set(wanted):
+                self._streams.pop(payment_hash).cancel()
+            for payment_hash in wanted:
+                if payment_hash not in self._streams:
+                    stream = _HoldStream(self, payment_hash)
+                    self._streams[payment_hash] = stream
+                    stream.thread.start()
+
+    def _ended(self, stream: _HoldStream) -> None:
+        with self._lock:
+            if self._streams.get(stream.payment_hash) is stream:
+                del self._streams[stream.payment_hash]
+
+
+class _HoldStream:
+    """One hold invoice's single-invoice stream, applied in its own thread until the invoice
+    is final on the node, or the tracker cancels it."""
+
+    def __init__(self, tracker: HoldTracker, payment_hash: str):
+        self.tracker = tracker
+        self.payment_hash = payment_hash
+        self._canceled = threading.Event()
+        self._lock = threading.Lock()
+        self._updates = None
+        self._failing = False
+        self._backoff = 1.0
+        self.thread = threading.Thread(
+            target=self._run, name=f"hold-{payment_hash[:12]}", daemon=True
+        )
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._canceled.set()
+            updates = self._updates
+        if updates is not None:
+            updates.close()
+
+    def _run(self) -> None:
+        try:
+            while not self._canceled.is_set():
+                opened = time.monotonic()
+                try:
+                    if self._follow():
+                        return  # final on the node, and applied here
+                except Exception as exc:
+                    log.log(
+                        logging.DEBUG if self._failing else logging.WARNING,
+                        "watcher %s: stream of hold invoice %s failed (%r); reopening with backoff",
+                        self.tracker.holder,
+                        self.payment_hash,
+                        exc,
+                        exc_info=not isinstance(exc, NodeError | DatabaseError),
+                    )
+                    self._failing = True
+                    connection.close()
+                else:
+                    if time.monotonic() - opened >= HOLD_STREAM_SECONDS / 2:
+                        continue  # its timeout ended it: reopen at once
+                # Broke, or ended early with no final state (a node going down): pause, so
+                # a node that ends each stream at once is not asked in a loop.
+                self._canceled.wait(self._backoff)
+                self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
+        finally:
+            self.tracker._ended(self)
+            connection.close()
+
+    def _follow(self) -> bool:
+        """Apply the stream until it ends. True when the invoice is final on the node."""
+        updates = self.tracker.backend.subscribe_single(
+            self.payment_hash, timeout=HOLD_STREAM_SECONDS
+        )
+        with self._lock:
+            if self._canceled.is_set():
+                updates.close()
+                return False
+            self._updates = updates
+        try:
+            for update in updates:
+                services.apply_invoice_update(update)
+                if self._failing:
+                    log.info(
+                        "watcher %s: following hold invoice %s again",
+                        self.tracker.holder,
+                        self.payment_hash,
+                    )
+                self._failing, self._backoff = False, 1.0
+                if update.state in ("SETTLED", "CANCELED"):
+                    return True
+            return False
+        finally:
+            updates.close()
+            with self._lock:
+                self._updates = None

@@ -181,7 +181,7 @@ def test_a_routine_reconcile_asks_the_node_only_about_hold_invoices():
     get_backend().pay_invoice(plain[0].bolt11)
     get_backend().cancel_hold_invoice(hold.payment_hash)
     counts = services.reconcile_invoices()
-    assert counts == {"checked": 1, "paid": 0, "canceled": 1, "errors": 0}
+    assert counts == {"checked": 1, "paid": 0, "accepted": 0, "canceled": 1, "errors": 0}
     assert Invoice.objects.get(pk=hold.pk).state == "canceled"
     assert Invoice.objects.get(pk=plain[0].pk).state == "open"  # the stream's to apply
 
@@ -223,4 +223,4 @@ def test_an_operator_can_reconcile_every_open_invoice():
     assert Invoice.objects.get(pk=invoice.pk).state == "open"
     call_command("reconcile_invoices", "--all", stdout=out)
     assert Invoice.objects.get(pk=invoice.pk).state == "paid"
-    assert "checked 1, paid 1" in out.getvalue()
+    assert "checked 1, paid 1, accepted 0, canceled 0" in out.getvalue()

@@ -52,6 +52,7 @@ class NodeInfo:
     pubkey: str
     alias: str
     network: str
+    block_height: int = 0  # of the chain the node follows
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class NodeInvoice:
     add_index: int | None = None
     preimage: str = ""  # a regular invoice's from the start; a hold invoice's once settled
     hold: bool = False
+    # While ACCEPTED: the lowest expiry height of the held HTLCs. The invoice must be
+    # settled or canceled before the chain reaches it.
+    htlc_expiry_height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,23 @@ class Subscription(abc.ABC):
     def close(self) -> None: ...
 
 
+class InvoiceUpdates(abc.ABC):
+    """One invoice's state, then each change, until SETTLED or CANCELED (LND's
+    SubscribeSingleInvoice). Iterate it; the iteration ends at a final state, when the
+    stream's timeout passed, or when `close()` was called (from any thread: that is how a
+    reader blocked waiting for the next change is stopped). Raises NodeUnavailable (or
+    another NodeError) when the stream broke."""
+
+    def __iter__(self):
+        return self
+
+    @abc.abstractmethod
+    def __next__(self) -> NodeInvoice: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
 class LightningBackend(abc.ABC):
     name: str
 
@@ -138,6 +159,12 @@ class LightningBackend(abc.ABC):
         """Settlements with a settle index above `settle_index`, replayed, then live.
         Like LND, a `settle_index` of 0 may replay nothing: callers reconcile after
         subscribing."""
+
+    @abc.abstractmethod
+    def subscribe_single(self, payment_hash: str, timeout: float | None = None) -> InvoiceUpdates:
+        """Follow one invoice (hold invoices need it: the settlement stream carries neither
+        ACCEPTED nor CANCELED). Like LND, it waits for an invoice that does not exist yet.
+        `timeout`: the stream ends after that many seconds (None: never)."""
 
     @abc.abstractmethod
     def pay_invoice(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,7 @@ from lightning.models import DevNodeCounter, DevNodeInvoice
 
 from .base import (
     InvoiceNotFound,
+    InvoiceUpdates,
     LightningBackend,
     NodeInfo,
     NodeInvoice,
@@ -31,9 +33,14 @@ from .base import (
     PaymentStatus,
     Subscription,
 )
+from .pending import TrackPaymentPending
 
 NETWORK = "regtest"
 ALIAS = "zapgate-devnode"
+# Like LND (invoices.holdexpirydelta), the node fails a held HTLC this many blocks before it
+# expires, whatever the invoice's owner does.
+HOLD_EXPIRY_DELTA = 12
+FINAL_STATES = (DevNodeInvoice.State.SETTLED, DevNodeInvoice.State.CANCELED)
 
 
 def _to_node_invoice(row: DevNodeInvoice) -> NodeInvoice:
@@ -51,6 +58,9 @@ def _to_node_invoice(row: DevNodeInvoice) -> NodeInvoice:
         add_index=row.pk,
         preimage=row.preimage,  # as LND: known from the start, unless a hold invoice
         hold=row.hold,
+        htlc_expiry_height=(
+            row.htlc_expiry_height if row.state == DevNodeInvoice.State.ACCEPTED else None
+        ),
     )
 
 
@@ -83,7 +93,40 @@ class DevNodeSubscription(Subscription):
         self.closed = True
 
 
-class DevNodeBackend(LightningBackend):
+class DevNodeInvoiceUpdates(InvoiceUpdates):
+    """SubscribeSingleInvoice for the dev node: polls the invoice's row every
+    DEVNODE_POLL_SECONDS and yields each change of its state."""
+
+    def __init__(self, payment_hash: str, timeout: float | None):
+        self.payment_hash = payment_hash
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.last = None  # (state, htlc_expiry_height) last yielded
+        self.closed = threading.Event()
+
+    def __next__(self) -> NodeInvoice:
+        while not self.closed.is_set():
+            if self.last is not None and self.last[0] in FINAL_STATES:
+                break
+            try:
+                row = DevNodeInvoice.objects.filter(payment_hash=self.payment_hash).first()
+            except DatabaseError as exc:
+                raise NodeUnavailable(f"dev node database unavailable: {exc}") from exc
+            if row is not None and (row.state, row.htlc_expiry_height) != self.last:
+                self.last = (row.state, row.htlc_expiry_height)
+                return _to_node_invoice(row)
+            wait = settings.DEVNODE_POLL_SECONDS
+            if self.deadline is not None:
+                wait = min(wait, self.deadline - time.monotonic())
+                if wait <= 0:
+                    break
+            self.closed.wait(wait)
+        raise StopIteration
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class DevNodeBackend(TrackPaymentPending, LightningBackend):
     name = "devnode"
 
     def __init__(self):
@@ -92,10 +135,32 @@ class DevNodeBackend(LightningBackend):
 
     def get_info(self) -> NodeInfo:
         try:
-            DevNodeCounter.objects.exists()
+            counter = DevNodeCounter.objects.filter(pk=1).first() or DevNodeCounter()
         except DatabaseError as exc:
             raise NodeUnavailable(f"dev node database unavailable: {exc}") from exc
-        return NodeInfo(backend=self.name, pubkey=self.pubkey, alias=ALIAS, network=NETWORK)
+        return NodeInfo(
+            backend=self.name,
+            pubkey=self.pubkey,
+            alias=ALIAS,
+            network=NETWORK,
+            block_height=counter.block_height,
+        )
+
+    def mine(self, blocks: int) -> int:
+        """Advance the dev node's chain by `blocks`; like LND, the node then cancels each
+        held payment within HOLD_EXPIRY_DELTA blocks of its HTLC expiry (the payer's
+        payment fails). Returns the new block height."""
+        if blocks < 1:
+            raise ValueError("mine at least one block")
+        with transaction.atomic():
+            counter = self._lock_counter()
+            counter.block_height += blocks
+            counter.save(update_fields=["block_height"])
+            DevNodeInvoice.objects.filter(
+                state=DevNodeInvoice.State.ACCEPTED,
+                htlc_expiry_height__lte=counter.block_height + HOLD_EXPIRY_DELTA,
+            ).update(state=DevNodeInvoice.State.CANCELED)
+        return counter.block_height
 
     def _add(self, payment_hash, preimage, amount_msat, memo, expiry_seconds, hold):
         created = int(time.time())
@@ -144,6 +209,9 @@ class DevNodeBackend(LightningBackend):
         except DevNodeInvoice.DoesNotExist:
             raise InvoiceNotFound(f"no invoice with payment hash {payment_hash}") from None
 
+    def subscribe_single(self, payment_hash, timeout=None):
+        return DevNodeInvoiceUpdates(payment_hash, timeout)
+
     def _settle(self, row: DevNodeInvoice, preimage: str, amount_paid_msat: int) -> None:
         """Must run inside a transaction that locked the counter row first."""
         counter = self._lock_counter()
@@ -174,6 +242,10 @@ class DevNodeBackend(LightningBackend):
                 raise PaymentFailed("invoice already settled: cannot cancel")
             row.state = DevNodeInvoice.State.CANCELED
             row.save(update_fields=["state"])
+
+    def _htlc_expiry_height(self) -> int:
+        """The expiry of an HTLC arriving now: the invoice's final CLTV delta from here."""
+        return self._lock_counter().block_height + invoice_codec.MIN_FINAL_CLTV_EXPIRY
 
     @staticmethod
     def _lock_counter() -> DevNodeCounter:
@@ -224,7 +296,8 @@ class DevNodeBackend(LightningBackend):
             if row.hold:
                 row.state = DevNodeInvoice.State.ACCEPTED
                 row.amount_paid_msat = row.amount_msat
-                row.save(update_fields=["state", "amount_paid_msat"])
+                row.htlc_expiry_height = self._htlc_expiry_height()
+                row.save(update_fields=["state", "amount_paid_msat", "htlc_expiry_height"])
             else:
                 self._settle(row, row.preimage, row.amount_msat)
         return Payment(

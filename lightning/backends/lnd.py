@@ -13,7 +13,7 @@ import math
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -34,6 +34,7 @@ from lightning import invoice_codec
 
 from .base import (
     InvoiceNotFound,
+    InvoiceUpdates,
     LightningBackend,
     NodeAuthError,
     NodeError,
@@ -45,6 +46,7 @@ from .base import (
     PaymentFailed,
     Subscription,
 )
+from .pending import TrackPaymentPending
 
 CHANNEL_OPTIONS = [
     # gRPC's reconnect backoff grows to two minutes and calls fail at once while it waits,
@@ -131,6 +133,7 @@ def _to_node_invoice(invoice: ln.Invoice) -> NodeInvoice:
     state = ln.Invoice.InvoiceState.Name(invoice.state)
     settled = state == "SETTLED"
     created_at = _timestamp(invoice.creation_date)
+    held = [h.expiry_height for h in invoice.htlcs if h.state == ln.InvoiceHTLCState.ACCEPTED]
     return NodeInvoice(
         payment_hash=invoice.r_hash.hex(),
         bolt11=invoice.payment_request,
@@ -148,6 +151,7 @@ def _to_node_invoice(invoice: ln.Invoice) -> NodeInvoice:
         preimage=invoice.r_preimage.hex(),
         # lnrpc.Invoice has no hold flag; only a hold invoice is unsettled with no preimage.
         hold=not settled and not invoice.r_preimage,
+        htlc_expiry_height=min(held) if held and state == "ACCEPTED" else None,
     )
 
 
@@ -213,7 +217,39 @@ class LndSubscription(Subscription):
         self._call.cancel()
 
 
-class LndBackend(LightningBackend):
+class LndInvoiceUpdates(InvoiceUpdates):
+    """SubscribeSingleInvoice as an iterator that `close()` stops from any thread (it
+    cancels the call, which wakes a reader blocked on it)."""
+
+    def __init__(self, call, error: Callable[[grpc.RpcError], NodeError]):
+        self._call = call
+        self._error = error
+        self._done = False
+
+    def __next__(self) -> NodeInvoice:
+        if self._done:
+            raise StopIteration
+        try:
+            update = _to_node_invoice(next(self._call))
+        except StopIteration:
+            self.close()
+            raise
+        except grpc.RpcError as exc:
+            closed = self._done
+            self.close()
+            if closed or exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise StopIteration from None
+            raise self._error(exc) from exc
+        if update.state in FINAL_STATES:
+            self.close()
+        return update
+
+    def close(self) -> None:
+        self._done = True
+        self._call.cancel()
+
+
+class LndBackend(TrackPaymentPending, LightningBackend):
     """`tls_cert`: PEM text or the path of LND's tls.cert; `macaroon`: hex or the path of a
     macaroon file. Nothing is dialled until the first call."""
 
@@ -301,6 +337,7 @@ class LndBackend(LightningBackend):
             pubkey=info.identity_pubkey,
             alias=info.alias,
             network=info.chains[0].network if info.chains else "",
+            block_height=info.block_height,
         )
 
     def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> NodeInvoice:
@@ -347,9 +384,7 @@ class LndBackend(LightningBackend):
         )
         return LndSubscription(call, settle_index, self._error)
 
-    def subscribe_single(
-        self, payment_hash: str, timeout: float | None = None
-    ) -> Iterator[NodeInvoice]:
+    def subscribe_single(self, payment_hash: str, timeout: float | None = None) -> InvoiceUpdates:
         """The invoice's state, then each change, until SETTLED or CANCELED; the iteration
         also ends when `timeout` seconds have passed. Hold invoices need this: LND puts no
         ACCEPTED (nor CANCELED) on SubscribeInvoices. LND waits for an invoice that does
@@ -358,20 +393,7 @@ class LndBackend(LightningBackend):
             invoices_pb2.SubscribeSingleInvoiceRequest(r_hash=bytes.fromhex(payment_hash)),
             timeout=timeout,
         )
-        return self._single_updates(call)
-
-    def _single_updates(self, call) -> Iterator[NodeInvoice]:
-        try:
-            for invoice in call:
-                update = _to_node_invoice(invoice)
-                yield update
-                if update.state in FINAL_STATES:
-                    return
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise self._error(exc) from exc
-        finally:
-            call.cancel()
+        return LndInvoiceUpdates(call, self._error)
 
     def pay_invoice(self, bolt11: str, timeout_seconds: float = 60) -> Payment:
         """Raises PaymentFailed only when the payment has certainly failed; NodeError when

@@ -6,7 +6,8 @@ from lightning.backends.base import NodeError
 
 class Command(BaseCommand):
     help = (
-        "Ask the node about open hold invoices (what the settlement stream never carries), "
+        "Ask the node about open and accepted hold invoices (what the settlement stream "
+        "never carries), "
         "or with --all about every open invoice, and apply what it says."
     )
 
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         except NodeError as exc:
             raise CommandError(f"the node did not answer: {exc}") from exc
         self.stdout.write(
-            f"checked {counts['checked']}, paid {counts['paid']}, canceled "
-            f"{counts['canceled']}, lookups failed {counts['errors']}"
+            f"checked {counts['checked']}, paid {counts['paid']}, accepted "
+            f"{counts['accepted']}, canceled {counts['canceled']}, lookups failed "
+            f"{counts['errors']}"
         )
