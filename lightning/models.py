@@ -23,6 +23,9 @@ class Invoice(models.Model):
         MERCHANT = "merchant"  # cancel_hold_invoice
         HTLC_EXPIRY = "htlc_expiry"  # the held payment neared its HTLC expiry
         NODE = "node"  # the node canceled it (not us)
+        # Not a cancel: a wallet of this gateway is paying it internally, and took it off
+        # the node (lightning.services.take_off_node); it ends paid, not canceled.
+        INTERNAL = "internal"
 
     payment_hash = models.CharField(max_length=64, unique=True)
     bolt11 = models.TextField()

@@ -141,8 +141,19 @@ def take_off_node(invoice: Invoice) -> str:
         raise PaymentFailed(f"the invoice is {node_invoice.state.lower()} on the node")
     if not node_invoice.preimage:
         raise PaymentFailed("a hold invoice cannot be paid internally")
-    # LND's CancelInvoice takes any open invoice, not only hold invoices.
-    backend.cancel_hold_invoice(invoice.payment_hash)
+    # Marked first, so that whoever sees the node's CANCELED meanwhile (the watcher, a
+    # status poll) leaves the invoice open for the internal payment to settle.
+    marked = Invoice.objects.filter(pk=invoice.pk, state=Invoice.State.OPEN, canceled_reason="")
+    if not marked.update(canceled_reason=Invoice.CancelReason.INTERNAL):
+        raise PaymentFailed("the invoice is no longer open")
+    try:
+        # LND's CancelInvoice takes any open invoice, not only hold invoices.
+        backend.cancel_hold_invoice(invoice.payment_hash)
+    except Exception:
+        Invoice.objects.filter(
+            pk=invoice.pk, state=Invoice.State.OPEN, canceled_reason=Invoice.CancelReason.INTERNAL
+        ).update(canceled_reason="")
+        raise
     return node_invoice.preimage
 
 
@@ -159,6 +170,7 @@ def settle_internally(invoice: Invoice, preimage: str) -> bool:
         paid_at=timezone.now(),
         amount_paid_msat=invoice.amount_msat,
         preimage=preimage,
+        canceled_reason="",
     )
 
 
@@ -316,6 +328,8 @@ def apply_invoice_update(node_invoice: NodeInvoice) -> str | None:
         )
         return Invoice.State.ACCEPTED if accepted else None
     if node_invoice.state == "CANCELED":
+        if state == Invoice.State.OPEN and reason == Invoice.CancelReason.INTERNAL:
+            return None  # an internal payment is settling it (take_off_node)
         if state == Invoice.State.OPEN and expires_at <= now and not reason:
             expired = _transition(pk, [Invoice.State.OPEN], Invoice.State.EXPIRED)
             return Invoice.State.EXPIRED if expired else None

@@ -393,8 +393,11 @@ def _resolve(payment: Payment) -> str:
         if node_invoice.state == "CANCELED" and invoice.state == Invoice.State.OPEN:
             done = _complete_internally(payment, invoice, node_invoice.preimage)
             return "succeeded" if done.status == Payment.Status.SUCCESS else "failed"
-        if node_invoice.state == "OPEN":
-            return "in_flight"  # the sender may still be at it: its next claim decides
+        # The sender stopped before the node canceled it (or it was paid from outside
+        # first): this payment did not happen; the invoice is payable again.
+        Invoice.objects.filter(pk=invoice.pk, canceled_reason=Invoice.CancelReason.INTERNAL).update(
+            canceled_reason=""
+        )
         fail(payment.pk, f"the invoice is {node_invoice.state.lower()} on the node")
         return "failed"
     try:
