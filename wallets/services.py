@@ -37,6 +37,14 @@ from .models import LedgerEntry, Payment, Wallet
 log = logging.getLogger(__name__)
 
 PURPOSE = "wallet"  # invoices made through the wallet API
+CANCEL_REASONS = {
+    Invoice.CancelReason.MERCHANT: "canceled by the merchant",
+    Invoice.CancelReason.HTLC_EXPIRY: (
+        "canceled before its HTLC expiry, so the payer's funds are not locked: settle held "
+        "payments sooner"
+    ),
+    Invoice.CancelReason.NODE: "canceled by the node",
+}
 
 
 class InsufficientBalance(Exception):
@@ -158,7 +166,11 @@ def invoice_changed(invoice: Invoice, from_state: str, to_state: str) -> None:
     elif to_state == "accepted":
         events.announce(payment, "payment.held")
     elif to_state in (Invoice.State.EXPIRED, Invoice.State.CANCELED):
-        reason = "expired unpaid" if to_state == Invoice.State.EXPIRED else "canceled"
+        reason = (
+            "expired unpaid"
+            if to_state == Invoice.State.EXPIRED
+            else CANCEL_REASONS.get(invoice.canceled_reason, "canceled")
+        )
         if Payment.objects.filter(pk=payment.pk, status=Payment.Status.PENDING).update(
             status=Payment.Status.FAILED, failure_reason=reason
         ):
