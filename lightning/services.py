@@ -288,3 +288,25 @@ def watcher_status(node_key: str) -> dict:
         "stale": age is None or age > settings.WATCHER_HEALTH_MAX_AGE_SECONDS,
         "pendingReactions": PendingReaction.objects.count(),
     }
+
+
+# Outgoing payments, for the wallet service (only lightning/ may import lightning.backends).
+# Kept together at the end of the file, their import too, so parallel work merges cleanly.
+from .backends.base import Payment, PaymentStatus  # noqa: E402
+
+
+def pay_invoice(bolt11: str, fee_limit_msat: int, timeout_seconds: float) -> Payment:
+    """Hand a BOLT11 invoice to the node and wait up to `timeout_seconds` for the outcome.
+
+    Raises PaymentFailed (certainly failed: nothing went out), PaymentInFlight (the outcome
+    is unknown: never send it again, ask track_payment) or another NodeError. Call it
+    outside a transaction: it may take `timeout_seconds`."""
+    return get_backend().pay_invoice(
+        bolt11, timeout_seconds=timeout_seconds, fee_limit_msat=fee_limit_msat
+    )
+
+
+def track_payment(payment_hash: str) -> PaymentStatus:
+    """The node's view of a payment sent earlier (IN_FLIGHT, SUCCEEDED or FAILED), sending
+    nothing. Raises PaymentNotFound when the node never took a payment for this hash."""
+    return get_backend().track_payment(payment_hash)
