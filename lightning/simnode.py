@@ -47,12 +47,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from lndgrpc.compiled import (
-    invoices_pb2,
-    invoices_pb2_grpc,
-    lightning_pb2_grpc,
-    router_pb2_grpc,
-)
+from lndgrpc.compiled import invoices_pb2, invoices_pb2_grpc, lightning_pb2_grpc, router_pb2_grpc
 from lndgrpc.compiled import lightning_pb2 as ln
 
 from lightning import invoice_codec
@@ -445,6 +440,18 @@ class PaymentStore:
                 ).rowcount
             if changed:
                 self._changed(r_hash)
+
+    def start_route(self, r_hash: bytes, attempt: int) -> bool:
+        """The rules are done with this attempt (no release from now on); False when it
+        is no longer in flight (a release failed it first)."""
+        with self._lock, self._db:
+            return bool(
+                self._db.execute(
+                    "UPDATE payments SET held = 0, release_at = NULL WHERE payment_hash = ?"
+                    " AND attempt = ? AND status = ?",
+                    (r_hash, attempt, IN_FLIGHT),
+                ).rowcount
+            )
 
     def mark_delivered(self, r_hash: bytes, attempt: int) -> None:
         with self._lock, self._db:
@@ -1299,7 +1306,8 @@ class SimNode:
                     except queue.Empty:
                         pass
                     continue
-                self._route(row)
+                if payments.start_route(r_hash, attempt):
+                    self._route(row)
                 return
         finally:
             payments.unsubscribe(events)
