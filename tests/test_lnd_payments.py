@@ -161,6 +161,12 @@ def test_payee_refusals_fail_with_incorrect_payment_details(node, lnd):
         lnd.pay_invoice(expired["bolt11"], timeout_seconds=WAIT)
     assert lnd.track_payment(expired["payment_hash"]).state == "FAILED"
 
+    any_amount = lnd.create_invoice(0, "any amount", 600)  # LND wants an amount for it
+    with pytest.raises(PaymentFailed, match="refused the payment .INVALID_ARGUMENT"):
+        lnd.pay_invoice(any_amount.bolt11, timeout_seconds=WAIT)
+    with pytest.raises(PaymentNotFound):
+        lnd.track_payment(any_amount.payment_hash)  # refused: it never took it
+
 
 def test_fail_rule_fails_the_next_payment_with_its_reason(node, lnd):
     node.add_payment_rule("fail", reason="INSUFFICIENT_BALANCE")

@@ -444,8 +444,8 @@ class LndBackend(LightningBackend):
         code, details = exc.code(), exc.details() or ""
         lowered = details.lower()
         if code == grpc.StatusCode.ALREADY_EXISTS and "already paid" in lowered:
-            # LND has a succeeded payment for this hash. Callers never send a payment
-            # twice (after an unknown outcome they track it), so this is not theirs.
+            # LND has a succeeded payment for this hash and took nothing this time. Callers
+            # never re-send (after an unknown outcome they track), so it was not theirs.
             return PaymentFailed(f"invoice is already paid: {details}")
         if code == grpc.StatusCode.ALREADY_EXISTS:  # "payment is in transition"
             return PaymentInFlight(f"LND has this payment in flight already: {details}")
@@ -464,8 +464,8 @@ class LndBackend(LightningBackend):
             transport = isinstance(error, NodeUnavailable) or any(
                 words in lowered for words in BROKEN_STREAM_WORDS
             )
-            if not transport and code in REFUSALS:
-                return error  # PaymentFailed: LND refused the request, took nothing
+            if not transport and code in REFUSALS:  # LND refused it, took nothing
+                return PaymentFailed(f"LND refused the payment ({code.name}): {details}")
         return PaymentInFlight(
             f"the payment call to LND at {self.host} broke ({code.name}: {details}): "
             "LND may have the payment, track it"
