@@ -19,7 +19,14 @@ from config.money import MAX_MSAT
 
 from . import reactions
 from .backends import get_backend
-from .backends.base import InvoiceNotFound, NodeError, NodeInvoice, PaymentFailed
+from .backends.base import (
+    InvoiceNotFound,
+    NodeError,
+    NodeInvoice,
+    Payment,
+    PaymentFailed,
+    PaymentStatus,
+)
 from .models import Invoice, InvoiceTransition, PendingReaction, WatcherState
 from .signals import invoice_paid
 
@@ -483,9 +490,21 @@ def lookup_on_node(invoice: Invoice) -> NodeInvoice:
     return get_backend().lookup_invoice(invoice.payment_hash)
 
 
-def pay_invoice(bolt11: str, fee_limit_msat: int, timeout_seconds: float):
-    return get_backend().pay_invoice(bolt11, timeout_seconds, fee_limit_msat)
+# Outgoing payments, for the wallet service (only lightning/ may import lightning.backends).
 
 
-def track_payment(payment_hash: str):
+def pay_invoice(bolt11: str, fee_limit_msat: int, timeout_seconds: float) -> Payment:
+    """Hand a BOLT11 invoice to the node and wait up to `timeout_seconds` for the outcome.
+
+    Raises PaymentFailed (certainly failed: nothing went out), PaymentInFlight (the outcome
+    is unknown: never send it again, ask track_payment) or another NodeError. Call it
+    outside a transaction: it may take `timeout_seconds`."""
+    return get_backend().pay_invoice(
+        bolt11, timeout_seconds=timeout_seconds, fee_limit_msat=fee_limit_msat
+    )
+
+
+def track_payment(payment_hash: str) -> PaymentStatus:
+    """The node's view of a payment sent earlier (IN_FLIGHT, SUCCEEDED or FAILED), sending
+    nothing. Raises PaymentNotFound when the node never took a payment for this hash."""
     return get_backend().track_payment(payment_hash)

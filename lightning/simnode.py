@@ -7,6 +7,13 @@ stopped and started again like a real node, and it can be paid "from the outside
 small HTTP control endpoint on loopback (`POST /pay`), standing in for a remote wallet. Its
 chain is a block height kept in the same database, advanced by `POST /mine {"blocks": n}`.
 
+It also pays, as LND does (SendPaymentV2, TrackPaymentV2): each outgoing payment is a row in
+its `payments` table and proceeds in a thread of its own, whatever becomes of the call that
+started it, and survives a restart. It pays its own invoices (no fee) and those of a
+pretend remote payee (`POST /invoices`, signed with `remote.key`) over a pretend route that
+costs ROUTE_BASE_FEE_MSAT + 0.1% of the amount, rounded up. Control rules make payments fail,
+stay held in flight until released, or succeed after a delay (`POST /payments/rules`).
+
 Run it with `manage.py simnode --dir D` (or `python -m lightning.simnode --dir D`).
 """
 
@@ -21,6 +28,7 @@ import ipaddress
 import json
 import os
 import queue
+import re
 import secrets
 import signal
 import sqlite3
@@ -61,6 +69,15 @@ OPEN, SETTLED, CANCELED, ACCEPTED = (
     ln.Invoice.ACCEPTED,
 )
 FINAL_STATES = (SETTLED, CANCELED)
+IN_FLIGHT, SUCCEEDED, FAILED = ln.Payment.IN_FLIGHT, ln.Payment.SUCCEEDED, ln.Payment.FAILED
+NO_ROUTE = ln.FAILURE_REASON_NO_ROUTE
+INCORRECT_PAYMENT_DETAILS = ln.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+ROUTE_BASE_FEE_MSAT = 1_000  # the pretend route to the remote payee: 1 sat ...
+ROUTE_FEE_PPM = 1_000  # ... plus 0.1% of the amount, rounded up to the msat
+REMOTE_EXPIRY_SECONDS = 3600  # a remote payee invoice's default expiry
+RULE_ACTIONS = ("fail", "hold", "delay")
+RELEASE_ANSWER_WAIT_SECONDS = 2  # a release answers with the outcome if it comes this soon
+POLL_SECONDS = 0.1  # how often a waiting payment looks at its row and at stop()
 
 Code = grpc.StatusCode
 HTTP_STATUS = {
@@ -96,6 +113,46 @@ CREATE TABLE IF NOT EXISTS chain (
 INSERT OR IGNORE INTO chain (id, block_height) VALUES (1, {START_HEIGHT});
 """
 HTLC_COLUMNS = ("htlc_accept_height", "htlc_expiry_height")  # of the one HTLC that paid
+
+PAYMENT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    payment_index INTEGER PRIMARY KEY AUTOINCREMENT,
+    payment_hash BLOB NOT NULL UNIQUE,
+    attempt INTEGER NOT NULL DEFAULT 1,  -- a new attempt may follow a FAILED one, as in LND
+    payment_request TEXT NOT NULL,
+    value_msat INTEGER NOT NULL,
+    fee_msat INTEGER NOT NULL DEFAULT 0,
+    fee_limit_msat INTEGER NOT NULL,
+    status INTEGER NOT NULL,  -- lnrpc.Payment.PaymentStatus
+    failure_reason INTEGER NOT NULL DEFAULT 0,  -- lnrpc.PaymentFailureReason
+    preimage BLOB,
+    creation_time_ns INTEGER NOT NULL,
+    held INTEGER NOT NULL DEFAULT 0,  -- a hold rule: in flight until released
+    release_at REAL,  -- a delay rule: routed at this time
+    forced_failure INTEGER,  -- a fail rule: fails with this reason
+    delivered INTEGER NOT NULL DEFAULT 0  -- the HTLC reached one of our own invoices
+);
+CREATE INDEX IF NOT EXISTS payments_status ON payments (status);
+CREATE TABLE IF NOT EXISTS remote_invoices (
+    payment_hash BLOB PRIMARY KEY,
+    preimage BLOB NOT NULL,
+    value_msat INTEGER NOT NULL,
+    memo TEXT NOT NULL,
+    payment_request TEXT NOT NULL,
+    creation_date INTEGER NOT NULL,
+    expiry INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'OPEN',  -- OPEN | PAID
+    amt_paid_msat INTEGER
+);
+CREATE TABLE IF NOT EXISTS payment_rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,  -- fail | hold | delay
+    payment_hash BLOB,  -- only this payment (applied once); NULL: the next payments
+    remaining INTEGER,  -- how many more payments it applies to; NULL: all of them
+    failure_reason INTEGER,
+    seconds REAL
+);
+"""
 
 
 class InvoiceError(Exception):
@@ -324,6 +381,359 @@ class InvoiceStore:
                 events.put(row)
 
 
+class PaymentStore:
+    """The node's outgoing payments, the remote payee's invoices and the control rules, in
+    the node's SQLite, and the fan-out of payment changes to open streams and to the
+    threads that drive payments. One lock, as in InvoiceStore."""
+
+    def __init__(self, path: Path):
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(PAYMENT_SCHEMA)
+        self._watchers: dict[bytes, set[queue.Queue]] = {}
+
+    def begin(
+        self, r_hash: bytes, payment_request: str, value_msat: int, fee_limit_msat: int
+    ) -> sqlite3.Row:
+        """Take a payment, as LND's SendPaymentV2 does before anything is sent; the first
+        control rule that matches it decides what becomes of it."""
+        with self._lock:
+            row = self._get(r_hash)
+            if row is not None and row["status"] == IN_FLIGHT:
+                raise InvoiceError(Code.ALREADY_EXISTS, "payment is in transition")
+            if row is not None and row["status"] == SUCCEEDED:
+                raise InvoiceError(Code.ALREADY_EXISTS, "invoice is already paid")
+            fields = {
+                "payment_hash": r_hash,
+                "payment_request": payment_request,
+                "value_msat": value_msat,
+                "fee_limit_msat": fee_limit_msat,
+                "creation_time_ns": time.time_ns(),
+                "status": IN_FLIGHT,
+            }
+            with self._db:
+                fields |= self._take_rule(r_hash)
+                if row is None:
+                    names = ", ".join(fields)
+                    self._db.execute(
+                        f"INSERT INTO payments ({names}) VALUES "
+                        f"({', '.join(':' + name for name in fields)})",
+                        fields,
+                    )
+                else:  # after a FAILED attempt LND lets the same hash be paid again
+                    self._db.execute(
+                        "UPDATE payments SET attempt = attempt + 1, payment_request ="
+                        " :payment_request, value_msat = :value_msat, fee_msat = 0,"
+                        " fee_limit_msat = :fee_limit_msat, status = :status,"
+                        " failure_reason = 0, preimage = NULL,"
+                        " creation_time_ns = :creation_time_ns, held = :held,"
+                        " release_at = :release_at, forced_failure = :forced_failure,"
+                        " delivered = 0 WHERE payment_hash = :payment_hash",
+                        {"held": 0, "release_at": None, "forced_failure": None} | fields,
+                    )
+            return self._changed(r_hash)
+
+    def _take_rule(self, r_hash: bytes) -> dict:
+        """The effect of the first matching rule (one for this hash first), used up."""
+        rule = (
+            self._db.execute(
+                "SELECT * FROM payment_rules WHERE payment_hash = ? ORDER BY id LIMIT 1", (r_hash,)
+            ).fetchone()
+            or self._db.execute(
+                "SELECT * FROM payment_rules WHERE payment_hash IS NULL ORDER BY id LIMIT 1"
+            ).fetchone()
+        )
+        if rule is None:
+            return {}
+        if rule["payment_hash"] is not None or rule["remaining"] == 1:
+            self._db.execute("DELETE FROM payment_rules WHERE id = ?", (rule["id"],))
+        elif rule["remaining"] is not None:
+            self._db.execute(
+                "UPDATE payment_rules SET remaining = remaining - 1 WHERE id = ?", (rule["id"],)
+            )
+        if rule["action"] == "fail":
+            return {"forced_failure": rule["failure_reason"]}
+        if rule["action"] == "hold":
+            return {"held": 1}
+        return {"release_at": time.time() + rule["seconds"]}
+
+    def get(self, r_hash: bytes) -> sqlite3.Row | None:
+        with self._lock:
+            return self._get(r_hash)
+
+    def in_flight(self) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(
+                "SELECT * FROM payments WHERE status = ? ORDER BY payment_index", (IN_FLIGHT,)
+            ).fetchall()
+
+    def finish(self, r_hash: bytes, attempt: int, status: int, **fields) -> None:
+        """The end of an attempt still in flight (a no-op once it has ended)."""
+        assignments = "".join(f", {name} = :{name}" for name in fields)
+        with self._lock:
+            with self._db:
+                changed = self._db.execute(
+                    f"UPDATE payments SET status = :status, held = 0, release_at = NULL"
+                    f"{assignments} WHERE payment_hash = :payment_hash AND attempt = :attempt"
+                    f" AND status = :in_flight",
+                    {
+                        **fields,
+                        "status": status,
+                        "payment_hash": r_hash,
+                        "attempt": attempt,
+                        "in_flight": IN_FLIGHT,
+                    },
+                ).rowcount
+            if changed:
+                self._changed(r_hash)
+
+    def start_route(self, r_hash: bytes, attempt: int) -> bool:
+        """The rules are done with this attempt (no release from now on); False when it
+        is no longer in flight (a release failed it first)."""
+        with self._lock, self._db:
+            return bool(
+                self._db.execute(
+                    "UPDATE payments SET held = 0, release_at = NULL WHERE payment_hash = ?"
+                    " AND attempt = ? AND status = ?",
+                    (r_hash, attempt, IN_FLIGHT),
+                ).rowcount
+            )
+
+    def mark_delivered(self, r_hash: bytes, attempt: int) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE payments SET delivered = 1 WHERE payment_hash = ? AND attempt = ?",
+                (r_hash, attempt),
+            )
+
+    def release(self, r_hash: bytes, failure_reason: int | None) -> sqlite3.Row:
+        """End a hold or a delay: the payment goes on to its payee, or, given a failure
+        reason, fails with it."""
+        with self._lock:
+            row = self._get(r_hash)
+            if row is None:
+                raise InvoiceError(Code.NOT_FOUND, "payment isn't initiated")
+            if row["status"] != IN_FLIGHT:
+                status = ln.Payment.PaymentStatus.Name(row["status"])
+                raise InvoiceError(Code.FAILED_PRECONDITION, f"payment already {status}")
+            if not row["held"] and row["release_at"] is None:
+                raise InvoiceError(
+                    Code.FAILED_PRECONDITION, "payment is not held or delayed by a rule"
+                )
+            with self._db:
+                if failure_reason is None:
+                    self._db.execute(
+                        "UPDATE payments SET held = 0, release_at = NULL WHERE payment_hash = ?",
+                        (r_hash,),
+                    )
+                else:
+                    self._db.execute(
+                        "UPDATE payments SET held = 0, release_at = NULL, status = ?,"
+                        " failure_reason = ? WHERE payment_hash = ?",
+                        (FAILED, failure_reason, r_hash),
+                    )
+            return self._changed(r_hash)
+
+    def pay_remote(self, r_hash: bytes, attempt: int) -> None:
+        """Route a payment to the remote payee: fails with NO_ROUTE when the route costs
+        more than its fee limit, with INCORRECT_PAYMENT_DETAILS when the payee refuses it
+        (unknown, expired or paid invoice, amount too low); else the payee settles it and
+        both rows change in one transaction."""
+        with self._lock:
+            row = self._get(r_hash)
+            if row is None or row["attempt"] != attempt or row["status"] != IN_FLIGHT:
+                return
+            invoice = self._db.execute(
+                "SELECT * FROM remote_invoices WHERE payment_hash = ?", (r_hash,)
+            ).fetchone()
+            fee_msat = route_fee_msat(row["value_msat"])
+            outcome = {"status": SUCCEEDED, "fee_msat": fee_msat}
+            if fee_msat > row["fee_limit_msat"]:
+                outcome = {"status": FAILED, "failure_reason": NO_ROUTE}
+            elif (
+                invoice is None
+                or invoice["state"] != "OPEN"
+                or invoice["creation_date"] + invoice["expiry"] <= time.time()
+                or row["value_msat"] < invoice["value_msat"]
+            ):
+                outcome = {"status": FAILED, "failure_reason": INCORRECT_PAYMENT_DETAILS}
+            else:
+                outcome["preimage"] = invoice["preimage"]
+            with self._db:
+                if outcome["status"] == SUCCEEDED:
+                    self._db.execute(
+                        "UPDATE remote_invoices SET state = 'PAID', amt_paid_msat = ?"
+                        " WHERE payment_hash = ?",
+                        (row["value_msat"], r_hash),
+                    )
+                assignments = ", ".join(f"{name} = :{name}" for name in outcome)
+                self._db.execute(
+                    f"UPDATE payments SET {assignments}, held = 0, release_at = NULL"
+                    " WHERE payment_hash = :payment_hash",
+                    {**outcome, "payment_hash": r_hash},
+                )
+            self._changed(r_hash)
+
+    def add_remote_invoice(self, fields: dict) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO remote_invoices (payment_hash, preimage, value_msat, memo,"
+                " payment_request, creation_date, expiry) VALUES (:payment_hash, :preimage,"
+                " :value_msat, :memo, :payment_request, :creation_date, :expiry)",
+                fields,
+            )
+
+    def add_rule(self, fields: dict) -> sqlite3.Row:
+        with self._lock:
+            with self._db:
+                cursor = self._db.execute(
+                    "INSERT INTO payment_rules (action, payment_hash, remaining,"
+                    " failure_reason, seconds) VALUES (:action, :payment_hash, :remaining,"
+                    " :failure_reason, :seconds)",
+                    fields,
+                )
+            return self._db.execute(
+                "SELECT * FROM payment_rules WHERE id = ?", (cursor.lastrowid,)
+            ).fetchone()
+
+    def rules(self) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute("SELECT * FROM payment_rules ORDER BY id").fetchall()
+
+    def clear_rules(self) -> int:
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM payment_rules").rowcount
+
+    def watch(self, r_hash: bytes) -> tuple[sqlite3.Row | None, queue.Queue]:
+        """The payment's current row (None if the node never took it) and its changes."""
+        events: queue.Queue = queue.Queue()
+        with self._lock:
+            row = self._get(r_hash)
+            self._watchers.setdefault(r_hash, set()).add(events)
+        return row, events
+
+    def unsubscribe(self, events: queue.Queue) -> None:
+        with self._lock:
+            for r_hash, watchers in list(self._watchers.items()):
+                watchers.discard(events)
+                if not watchers:
+                    del self._watchers[r_hash]
+
+    def close(self) -> None:
+        with self._lock:
+            for watchers in self._watchers.values():
+                for events in watchers:
+                    events.put(None)
+            self._db.close()
+
+    def _get(self, r_hash: bytes) -> sqlite3.Row | None:
+        return self._db.execute(
+            "SELECT * FROM payments WHERE payment_hash = ?", (r_hash,)
+        ).fetchone()
+
+    def _changed(self, r_hash: bytes) -> sqlite3.Row:
+        row = self._get(r_hash)
+        for events in self._watchers.get(r_hash, ()):
+            events.put(row)
+        return row
+
+
+def route_fee_msat(amount_msat: int) -> int:
+    """What the pretend route to the remote payee charges."""
+    return ROUTE_BASE_FEE_MSAT + -(-amount_msat * ROUTE_FEE_PPM // 1_000_000)
+
+
+def failure_reason_code(name: str) -> int:
+    """`NO_ROUTE` or `FAILURE_REASON_NO_ROUTE` (any case) as lnrpc's enum value."""
+    full = name.strip().upper()
+    if not full.startswith("FAILURE_REASON_"):
+        full = "FAILURE_REASON_" + full
+    if full not in ln.PaymentFailureReason.keys() or full == "FAILURE_REASON_NONE":
+        choices = ", ".join(
+            key.removeprefix("FAILURE_REASON_")
+            for key in ln.PaymentFailureReason.keys()
+            if key != "FAILURE_REASON_NONE"
+        )
+        raise InvoiceError(
+            Code.INVALID_ARGUMENT, f"unknown failure reason {name!r}: one of {choices}"
+        )
+    return ln.PaymentFailureReason.Value(full)
+
+
+def payment_json(row: sqlite3.Row) -> dict:
+    succeeded = row["status"] == SUCCEEDED
+    return {
+        "payment_hash": row["payment_hash"].hex(),
+        "status": ln.Payment.PaymentStatus.Name(row["status"]),
+        "amount_msat": row["value_msat"],
+        "fee_msat": row["fee_msat"] if succeeded else 0,
+        "fee_limit_msat": row["fee_limit_msat"],
+        "preimage": row["preimage"].hex() if succeeded else None,
+        "failure_reason": ln.PaymentFailureReason.Name(row["failure_reason"]),
+        "held": bool(row["held"]),
+        "release_at": row["release_at"],
+        "payment_request": row["payment_request"],
+    }
+
+
+def rule_json(row: sqlite3.Row) -> dict:
+    reason = row["failure_reason"]
+    return {
+        "id": row["id"],
+        "action": row["action"],
+        "payment_hash": row["payment_hash"].hex() if row["payment_hash"] else None,
+        "remaining": row["remaining"],  # null: every payment (or the one payment_hash)
+        "reason": ln.PaymentFailureReason.Name(reason) if reason is not None else None,
+        "seconds": row["seconds"],
+    }
+
+
+def payment_message(row: sqlite3.Row) -> ln.Payment:
+    value, succeeded = row["value_msat"], row["status"] == SUCCEEDED
+    fee = row["fee_msat"] if succeeded else 0
+    return ln.Payment(
+        payment_hash=row["payment_hash"].hex(),
+        value=value // 1000,
+        value_sat=value // 1000,
+        value_msat=value,
+        payment_request=row["payment_request"],
+        status=row["status"],
+        fee=fee // 1000,
+        fee_sat=fee // 1000,
+        fee_msat=fee,
+        payment_preimage=row["preimage"].hex() if succeeded else "",
+        creation_date=row["creation_time_ns"] // 1_000_000_000,
+        creation_time_ns=row["creation_time_ns"],
+        payment_index=row["payment_index"],
+        failure_reason=row["failure_reason"],
+    )
+
+
+def _payment_updates(
+    store: PaymentStore, row: sqlite3.Row, events: queue.Queue, context, final_only: bool
+) -> Iterator[ln.Payment]:
+    """A payment's current state, then each change of status until it is final or the call
+    ends (`final_only`: LND's no_inflight_updates). The call never moves the payment."""
+    try:
+        if not context.add_callback(lambda: events.put(None)):
+            return  # the call ended already
+        last = None
+        while True:
+            final = row["status"] != IN_FLIGHT
+            if row["status"] != last and (final or not final_only):
+                last = row["status"]
+                yield payment_message(row)
+            if final:
+                return
+            row = events.get()
+            if row is None:
+                return
+    finally:
+        store.unsubscribe(events)
+
+
 def invoice_message(row: sqlite3.Row) -> ln.Invoice:
     state = row["state"]
     return ln.Invoice(
@@ -521,7 +931,8 @@ class InvoicesService(invoices_pb2_grpc.InvoicesServicer):
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
-    """Pays only this node's own invoices, as if over a channel to itself."""
+    """LND's router: a payment is taken, then proceeds in a thread of the node's own, so
+    the call only watches it; cancelling the call or killing the client changes nothing."""
 
     def __init__(self, node: SimNode):
         self.node = node
@@ -538,40 +949,35 @@ class RouterService(router_pb2_grpc.RouterServicer):
             context.abort(
                 Code.INVALID_ARGUMENT, "amount must be specified when paying a zero amount invoice"
             )
-        payment = ln.Payment(
-            payment_hash=decoded.payment_hash,
-            payment_request=request.payment_request,
-            value=amount_msat // 1000,
-            value_sat=amount_msat // 1000,
-            value_msat=amount_msat,
-            creation_date=int(time.time()),
-            creation_time_ns=time.time_ns(),
-            status=ln.Payment.IN_FLIGHT,
-        )
-        yield payment
+        if request.fee_limit_sat and request.fee_limit_msat:
+            context.abort(Code.INVALID_ARGUMENT, "sat and msat fee limits are mutually exclusive")
+        # As in LND's router, no fee limit means zero-fee routes only.
+        fee_limit_msat = request.fee_limit_msat or request.fee_limit_sat * 1000
+        if fee_limit_msat < 0:
+            context.abort(Code.INVALID_ARGUMENT, "fee limit cannot be negative")
         try:
-            row = self.node.receive(decoded, amount_msat)
-        except InvoiceError as exc:
-            payment.status = ln.Payment.FAILED
-            payment.failure_reason = (
-                ln.FAILURE_REASON_NO_ROUTE
-                if exc.code == Code.NOT_FOUND
-                else ln.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
+            row, events = self.node.send_payment(
+                bytes.fromhex(decoded.payment_hash),
+                request.payment_request,
+                amount_msat,
+                fee_limit_msat,
             )
-            yield payment
-            return
-        if row["state"] == ACCEPTED:  # a hold invoice: in flight until its owner decides
-            updates = list(_updates(self.node.store, row["r_hash"], context))
-            row = updates[-1] if updates else row
-        if row["state"] == SETTLED:
-            payment.status = ln.Payment.SUCCEEDED
-            payment.payment_preimage = row["r_preimage"].hex()
-        elif row["state"] == CANCELED:
-            payment.status = ln.Payment.FAILED
-            payment.failure_reason = ln.FAILURE_REASON_INCORRECT_PAYMENT_DETAILS
-        else:
-            return  # the call ended while the payment was held
-        yield payment
+        except InvoiceError as exc:
+            context.abort(exc.code, exc.message)
+        yield from _payment_updates(
+            self.node.payments, row, events, context, request.no_inflight_updates
+        )
+
+    def TrackPaymentV2(self, request, context):
+        if len(request.payment_hash) != 32:
+            context.abort(Code.INVALID_ARGUMENT, "payment hash must be exactly 32 bytes")
+        row, events = self.node.payments.watch(request.payment_hash)
+        if row is None:
+            self.node.payments.unsubscribe(events)
+            context.abort(Code.NOT_FOUND, "payment isn't initiated")
+        yield from _payment_updates(
+            self.node.payments, row, events, context, request.no_inflight_updates
+        )
 
 
 class MacaroonCheck(grpc.ServerInterceptor):
@@ -608,27 +1014,98 @@ class MacaroonCheck(grpc.ServerInterceptor):
 
 
 class ControlHandler(BaseHTTPRequestHandler):
-    """`POST /pay {"bolt11": ...}`: a remote wallet paying one of the node's invoices."""
+    """The node's loopback control, standing in for the rest of the network (JSON in, JSON
+    out; errors are {"error": ...} with 400, 404 or 409):
+
+    POST /pay {"bolt11"}                  a remote wallet pays one of the node's invoices
+    POST /mine {"blocks"}                 the chain advances (-> {"blockHeight"})
+    POST /invoices {"amount_msat", "memo"?, "expiry"?}   a remote payee's invoice
+                                          -> {"bolt11", "payment_hash", ...}, no preimage
+    GET /payments/<hash>                  an outgoing payment as this node sees it
+    POST /payments/<hash>/release {"outcome": "succeed"|"fail", "reason"?}
+    GET | POST | DELETE /payments/rules   list, add ({"action": "fail"|"hold"|"delay",
+                                          "payment_hash"? | "count"? | "all"?, "reason"?,
+                                          "seconds"?}) or clear the payment rules
+    """
+
+    def do_GET(self):
+        self._dispatch("GET")
 
     def do_POST(self):
-        if self.path == "/mine":
+        self._dispatch("POST")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        if (method, self.path) == ("POST", "/mine"):
             self._mine()
             return
-        if self.path != "/pay":
-            self._answer(404, {"error": "only POST /pay exists here"})
-            return
+        node: SimNode = self.server.node
+        path = self.path
+        release = re.fullmatch(r"/payments/([0-9a-fA-F]{64})/release", path)
+        payment = re.fullmatch(r"/payments/([^/]+)", path)
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            bolt11 = body["bolt11"]
-            if not isinstance(bolt11, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            self._answer(400, {"error": 'expected a JSON body {"bolt11": "<invoice>"}'})
-            return
-        try:
-            self._answer(200, self.server.node.pay(bolt11))
+            if (method, path) == ("POST", "/pay"):
+                try:
+                    bolt11 = self._body().get("bolt11")
+                except InvoiceError:
+                    bolt11 = None
+                if not isinstance(bolt11, str):
+                    raise InvoiceError(
+                        Code.INVALID_ARGUMENT, 'expected a JSON body {"bolt11": "<invoice>"}'
+                    )
+                answer = node.pay(bolt11)
+            elif (method, path) == ("POST", "/invoices"):
+                body = self._body()
+                answer = node.create_remote_invoice(
+                    body.get("amount_msat"),
+                    body.get("memo", ""),
+                    body.get("expiry", REMOTE_EXPIRY_SECONDS),
+                )
+            elif path == "/payments/rules" and method == "GET":
+                answer = {"rules": node.payment_rules()}
+            elif path == "/payments/rules" and method == "DELETE":
+                answer = {"deleted": node.clear_payment_rules()}
+            elif path == "/payments/rules" and method == "POST":
+                body = self._body()
+                if body.get("all") is True and "count" in body:
+                    raise InvoiceError(Code.INVALID_ARGUMENT, "give count or all, not both")
+                answer = node.add_payment_rule(
+                    body.get("action"),
+                    payment_hash=body.get("payment_hash"),
+                    count=None if body.get("all") is True else body.get("count", 1),
+                    reason=_string(body, "reason", "NO_ROUTE"),
+                    seconds=body.get("seconds"),
+                )
+            elif release and method == "POST":
+                body = self._body()
+                outcome = body.get("outcome")
+                if outcome not in ("succeed", "fail"):
+                    raise InvoiceError(Code.INVALID_ARGUMENT, 'outcome must be "succeed" or "fail"')
+                answer = node.release_payment(
+                    release.group(1),
+                    succeed=outcome == "succeed",
+                    reason=_string(body, "reason", "NO_ROUTE"),
+                )
+            elif payment and payment.group(1) != "rules" and method == "GET":
+                answer = node.payment(payment.group(1))
+            else:
+                self._answer(404, {"error": f"no {method} {path} here (see ControlHandler)"})
+                return
         except InvoiceError as exc:
             self._answer(exc.http_status, {"error": exc.message})
+            return
+        self._answer(200, answer)
+
+    def _body(self) -> dict:
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        except ValueError:
+            raise InvoiceError(Code.INVALID_ARGUMENT, "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise InvoiceError(Code.INVALID_ARGUMENT, "the body must be a JSON object")
+        return body
 
     def _mine(self) -> None:
         """`POST /mine {"blocks": n}`: the chain advances n blocks (1 to 10000)."""
@@ -746,6 +1223,10 @@ class SimNode:
         self.cert_path = self.directory / "tls.cert"
         self.macaroon_path = self.directory / "admin.macaroon"
         self.store: InvoiceStore | None = None
+        self.payments: PaymentStore | None = None
+        self._stopping = threading.Event()
+        self._drivers: set[threading.Thread] = set()
+        self._drivers_lock = threading.Lock()
         self._grpc: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
         self._control: ControlServer | None = None
@@ -764,7 +1245,13 @@ class SimNode:
         self.pubkey = invoice_codec.node_pubkey(self._key)
         cert, key = ensure_tls_files(self.directory)
         macaroon = ensure_macaroon(self.macaroon_path)
+        self._remote_key = invoice_codec.load_or_create_key(self.directory / "remote.key")
+        self.remote_pubkey = invoice_codec.node_pubkey(self._remote_key)
         self.store = InvoiceStore(self.directory / "invoices.sqlite3")
+        self.payments = PaymentStore(self.directory / "invoices.sqlite3")
+        self._stopping.clear()
+        for row in self.payments.in_flight():  # held, delayed or unfinished when it stopped
+            self._start_driver(row["payment_hash"], row["attempt"])
 
         self._executor = futures.ThreadPoolExecutor(GRPC_WORKERS, thread_name_prefix="simnode")
         self._grpc = grpc.server(self._executor, interceptors=[MacaroonCheck(macaroon)])
@@ -795,10 +1282,16 @@ class SimNode:
         self._control.shutdown()
         self._control.server_close()  # waits for payments in progress
         self._grpc.stop(grace=None).wait()
-        self.store.close()  # wakes the streams still waiting for an event
+        with self._drivers_lock:
+            self._stopping.set()  # payments in flight stay so, in the database
+            drivers = list(self._drivers)
+        for driver in drivers:
+            driver.join()
+        self.payments.close()  # wakes the streams still waiting for an event
+        self.store.close()
         self._executor.shutdown(wait=True)
         (self.directory / "control.port").unlink(missing_ok=True)
-        self._grpc = self._executor = self._control = self.store = None
+        self._grpc = self._executor = self._control = self.store = self.payments = None
 
     def add_invoice(
         self, r_hash: bytes, preimage: bytes | None, value_msat: int, memo: str, expiry: int
@@ -856,16 +1349,256 @@ class SimNode:
             "state": ln.Invoice.InvoiceState.Name(row["state"]),
         }
 
+    # Outgoing payments.
+
+    def send_payment(
+        self, r_hash: bytes, payment_request: str, amount_msat: int, fee_limit_msat: int
+    ) -> tuple[sqlite3.Row, queue.Queue]:
+        """Take a payment and set it going; returns its row and a queue of its changes
+        (for the caller to unsubscribe). Raises InvoiceError (ALREADY_EXISTS)."""
+        row = self.payments.begin(r_hash, payment_request, amount_msat, fee_limit_msat)
+        row, events = self.payments.watch(r_hash)
+        self._start_driver(r_hash, row["attempt"])
+        return row, events
+
+    def _start_driver(self, r_hash: bytes, attempt: int) -> None:
+        with self._drivers_lock:
+            if self._stopping.is_set():
+                return  # still in flight in the database: the next start resumes it
+            driver = threading.Thread(
+                target=self._drive,
+                args=(r_hash, attempt),
+                name=f"simnode-payment-{r_hash.hex()[:8]}",
+                daemon=True,
+            )
+            self._drivers.add(driver)
+            driver.start()
+
+    def _drive(self, r_hash: bytes, attempt: int) -> None:
+        """One payment attempt, from taken to final: the rules first, then the route."""
+        payments = self.payments
+        _, events = payments.watch(r_hash)  # a release wakes it at once
+        try:
+            while not self._stopping.is_set():
+                row = payments.get(r_hash)
+                if row["attempt"] != attempt or row["status"] != IN_FLIGHT:
+                    return
+                if row["forced_failure"] is not None:
+                    payments.finish(r_hash, attempt, FAILED, failure_reason=row["forced_failure"])
+                    return
+                if row["held"] or (row["release_at"] or 0) > time.time():
+                    wait = POLL_SECONDS
+                    if not row["held"]:
+                        wait = min(wait, row["release_at"] - time.time())
+                    try:
+                        events.get(timeout=max(wait, 0.001))
+                    except queue.Empty:
+                        pass
+                    continue
+                if payments.start_route(r_hash, attempt):
+                    self._route(row)
+                return
+        finally:
+            payments.unsubscribe(events)
+            with self._drivers_lock:
+                self._drivers.discard(threading.current_thread())
+
+    def _route(self, row: sqlite3.Row) -> None:
+        r_hash, attempt = row["payment_hash"], row["attempt"]
+        payee = invoice_codec.decode_invoice(row["payment_request"]).payee
+        if payee == self.pubkey:
+            self._pay_own_invoice(row)
+        elif payee == self.remote_pubkey:
+            self.payments.pay_remote(r_hash, attempt)
+        else:
+            self.payments.finish(r_hash, attempt, FAILED, failure_reason=NO_ROUTE)
+
+    def _pay_own_invoice(self, row: sqlite3.Row) -> None:
+        """As over a channel to ourselves: no fee; a hold invoice keeps the payment in
+        flight until its owner settles or cancels it."""
+        r_hash, attempt = row["payment_hash"], row["attempt"]
+        if not row["delivered"]:
+            try:
+                self.store.pay(r_hash, row["value_msat"])
+            except InvoiceError:  # unknown, paid, canceled or expired; amount too low
+                self.payments.finish(
+                    r_hash, attempt, FAILED, failure_reason=INCORRECT_PAYMENT_DETAILS
+                )
+                return
+            self.payments.mark_delivered(r_hash, attempt)
+        invoice, events = self.store.watch(r_hash)
+        try:
+            while invoice is not None and invoice["state"] not in FINAL_STATES:
+                if self._stopping.is_set():
+                    return
+                try:
+                    invoice = events.get(timeout=POLL_SECONDS) or invoice
+                except queue.Empty:
+                    pass
+        finally:
+            self.store.unsubscribe(events)
+        if invoice is not None and invoice["state"] == SETTLED:
+            self.payments.finish(r_hash, attempt, SUCCEEDED, preimage=invoice["r_preimage"])
+        else:
+            self.payments.finish(r_hash, attempt, FAILED, failure_reason=INCORRECT_PAYMENT_DETAILS)
+
+    # Test controls (also on the HTTP control server and `manage.py simnode_control`).
+
+    def create_remote_invoice(
+        self, amount_msat: int, memo: str = "", expiry: int = REMOTE_EXPIRY_SECONDS
+    ) -> dict:
+        """An invoice of the pretend remote payee, which this node can pay over its
+        pretend route. The preimage stays with the payee: the payer learns it by paying."""
+        if not isinstance(amount_msat, int) or isinstance(amount_msat, bool) or amount_msat < 1:
+            raise InvoiceError(Code.INVALID_ARGUMENT, "amount_msat must be a positive integer")
+        if not isinstance(expiry, int) or isinstance(expiry, bool) or expiry < 1:
+            raise InvoiceError(Code.INVALID_ARGUMENT, "expiry must be a positive integer")
+        if not isinstance(memo, str):
+            raise InvoiceError(Code.INVALID_ARGUMENT, "memo must be a string")
+        preimage = secrets.token_bytes(32)
+        r_hash = hashlib.sha256(preimage).digest()
+        created = int(time.time())
+        bolt11 = invoice_codec.encode_invoice(
+            self._remote_key,
+            network=NETWORK,
+            payment_hash=r_hash.hex(),
+            payment_addr=secrets.token_hex(32),
+            amount_msat=amount_msat,
+            memo=memo,
+            created_at=created,
+            expiry_seconds=expiry,
+        )
+        self.payments.add_remote_invoice(
+            {
+                "payment_hash": r_hash,
+                "preimage": preimage,
+                "value_msat": amount_msat,
+                "memo": memo,
+                "payment_request": bolt11,
+                "creation_date": created,
+                "expiry": expiry,
+            }
+        )
+        return {
+            "bolt11": bolt11,
+            "payment_hash": r_hash.hex(),
+            "amount_msat": amount_msat,
+            "expires_at": created + expiry,
+            "payee": self.remote_pubkey,
+        }
+
+    def add_payment_rule(
+        self,
+        action: str,
+        *,
+        payment_hash: str | None = None,
+        count: int | None = 1,
+        reason: str = "NO_ROUTE",
+        seconds: float | None = None,
+    ) -> dict:
+        """What happens to the next payments this node takes: `fail` (with `reason`),
+        `hold` (in flight until `release_payment`) or `delay` (routed after `seconds`).
+        It applies to the payment of `payment_hash` (once), else to the next `count`
+        payments (None: all of them, until the rules are cleared). The oldest rule that
+        matches wins; one for the payment's own hash before any other."""
+        if action not in RULE_ACTIONS:
+            raise InvoiceError(
+                Code.INVALID_ARGUMENT, f"action must be one of {', '.join(RULE_ACTIONS)}"
+            )
+        r_hash = None
+        if payment_hash is not None:
+            r_hash, count = _payment_hash(payment_hash), None
+        elif count is not None and (
+            not isinstance(count, int) or isinstance(count, bool) or count < 1
+        ):
+            raise InvoiceError(Code.INVALID_ARGUMENT, "count must be a positive integer")
+        failure_reason = failure_reason_code(reason) if action == "fail" else None
+        if action == "delay":
+            if (
+                not isinstance(seconds, int | float)
+                or isinstance(seconds, bool)
+                or not 0 < seconds < 86400
+            ):
+                raise InvoiceError(Code.INVALID_ARGUMENT, "a delay needs seconds: a number above 0")
+        else:
+            seconds = None
+        row = self.payments.add_rule(
+            {
+                "action": action,
+                "payment_hash": r_hash,
+                "remaining": count,
+                "failure_reason": failure_reason,
+                "seconds": seconds,
+            }
+        )
+        return rule_json(row)
+
+    def payment_rules(self) -> list[dict]:
+        return [rule_json(row) for row in self.payments.rules()]
+
+    def clear_payment_rules(self) -> int:
+        return self.payments.clear_rules()
+
+    def payment(self, payment_hash: str) -> dict:
+        """The payment as this node (the payer) sees it; raises InvoiceError NOT_FOUND."""
+        row = self.payments.get(_payment_hash(payment_hash))
+        if row is None:
+            raise InvoiceError(Code.NOT_FOUND, "payment isn't initiated")
+        return payment_json(row)
+
+    def release_payment(
+        self, payment_hash: str, succeed: bool = True, reason: str = "NO_ROUTE"
+    ) -> dict:
+        """End a hold or a delay now: the payment goes on to its payee (which settles it,
+        if it can be paid), or fails with `reason`. Returns the payment: final, unless it
+        goes on to wait for a hold invoice of this node or to take long."""
+        failure_reason = None if succeed else failure_reason_code(reason)
+        r_hash = _payment_hash(payment_hash)
+        _, events = self.payments.watch(r_hash)
+        try:
+            row = self.payments.release(r_hash, failure_reason)
+            deadline = time.monotonic() + RELEASE_ANSWER_WAIT_SECONDS
+            while row["status"] == IN_FLIGHT and (left := deadline - time.monotonic()) > 0:
+                try:
+                    row = events.get(timeout=left) or row
+                except queue.Empty:
+                    break
+        finally:
+            self.payments.unsubscribe(events)
+        return payment_json(row)
+
+
+def _payment_hash(value) -> bytes:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise InvoiceError(Code.INVALID_ARGUMENT, "a payment hash is 64 hex digits")
+    return bytes.fromhex(value)
+
+
+def _string(body: dict, name: str, default: str) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str):
+        raise InvoiceError(Code.INVALID_ARGUMENT, f"{name} must be a string")
+    return value
+
 
 def control_pay(directory: Path, bolt11: str, timeout: float = 10.0) -> tuple[int, dict]:
     """Pay through the control endpoint of the sim node running in `directory`, which may
     be another process. Returns the HTTP status and the JSON answer."""
+    return control_request(directory, "POST", "/pay", {"bolt11": bolt11}, timeout)
+
+
+def control_request(
+    directory: Path, method: str, path: str, body: dict | None = None, timeout: float = 10.0
+) -> tuple[int, dict]:
+    """One request to the control server of the sim node running in `directory` (maybe in
+    another process): the HTTP status and the JSON answer. Raises FileNotFoundError when
+    no node runs there, OSError when it cannot be reached."""
     port = int((Path(directory) / "control.port").read_text())
     request = urllib.request.Request(
-        f"http://{HOST}:{port}/pay",
-        data=json.dumps({"bolt11": bolt11}).encode(),
+        f"http://{HOST}:{port}{path}",
+        data=None if body is None else json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
-        method="POST",
+        method=method,
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -911,6 +1644,8 @@ def serve(directory: Path, port: int, control_port: int = 0, out: TextIO = sys.s
             f" LND_TLS_CERT={node.cert_path} LND_MACAROON={node.macaroon_path}\n"
             f"Mine blocks:    manage.py simnode_mine --dir {node.directory} <n>\n"
             f"Pay an invoice: manage.py simnode_pay --dir {node.directory} <bolt11>\n"
+            f"Remote payee invoices, payment rules: manage.py simnode_control --dir"
+            f" {node.directory} --help\n"
         )
         out.flush()
         while not stopping.wait(0.5):

@@ -10,7 +10,7 @@ from pyln.proto.invoice import Invoice as PylnInvoice
 
 from lightning import services
 from lightning.backends import get_backend
-from lightning.backends.base import PaymentFailed
+from lightning.backends.base import PaymentFailed, PaymentNotFound
 from lightning.models import DevNodeInvoice, Invoice
 
 pytestmark = pytest.mark.django_db
@@ -86,6 +86,44 @@ def test_hold_invoice_is_accepted_then_settled_by_the_preimage():
     services.settle_hold_invoice(invoice, preimage.hex())
     settled = backend.lookup_invoice(payment_hash)
     assert settled.state == "SETTLED" and settled.preimage == preimage.hex()
+
+
+def test_track_payment_follows_what_the_dev_node_paid():
+    invoice = services.create_invoice(7_000, "tracked")
+    with pytest.raises(PaymentNotFound):
+        services.track_payment(invoice.payment_hash)  # not paid yet: never handed over
+
+    payment = services.pay_invoice(invoice.bolt11, fee_limit_msat=0, timeout_seconds=5)
+    assert payment.fee_msat == 0, "no route, no fee: a zero fee limit holds"
+
+    status = services.track_payment(invoice.payment_hash)
+    assert (status.state, status.preimage, status.amount_msat, status.fee_msat) == (
+        "SUCCEEDED",
+        payment.preimage,
+        7_000,
+        0,
+    )
+    assert hashlib.sha256(bytes.fromhex(status.preimage)).hexdigest() == invoice.payment_hash
+    with pytest.raises(PaymentNotFound):
+        services.track_payment("cd" * 32)
+
+
+def test_track_payment_of_a_held_payment_is_in_flight_until_the_hold_ends():
+    preimage = bytes(range(32))
+    settled = services.create_hold_invoice(hashlib.sha256(preimage).hexdigest(), 9_000, "hold")
+    canceled = services.create_hold_invoice("ef" * 32, 4_000, "hold, canceled")
+    for invoice in (settled, canceled):
+        services.pay_invoice(invoice.bolt11, fee_limit_msat=1_000, timeout_seconds=5)
+        status = services.track_payment(invoice.payment_hash)
+        assert (status.state, status.preimage) == ("IN_FLIGHT", "")
+
+    services.settle_hold_invoice(settled, preimage.hex())
+    services.cancel_hold_invoice(canceled)
+
+    done = services.track_payment(settled.payment_hash)
+    assert (done.state, done.preimage, done.fee_msat) == ("SUCCEEDED", preimage.hex(), 0)
+    failed = services.track_payment(canceled.payment_hash)
+    assert failed.state == "FAILED" and "canceled" in failed.failure
 
 
 def test_cancel_hold_invoice():

@@ -33,7 +33,6 @@ from .base import (
     PaymentStatus,
     Subscription,
 )
-from .pending import TrackPaymentPending
 
 NETWORK = "regtest"
 ALIAS = "zapgate-devnode"
@@ -126,7 +125,7 @@ class DevNodeInvoiceUpdates(InvoiceUpdates):
         self.closed.set()
 
 
-class DevNodeBackend(TrackPaymentPending, LightningBackend):
+class DevNodeBackend(LightningBackend):
     name = "devnode"
 
     def __init__(self):
@@ -261,19 +260,10 @@ class DevNodeBackend(TrackPaymentPending, LightningBackend):
     def subscribe_settlements(self, settle_index):
         return DevNodeSubscription(settle_index)
 
-    def track_payment(self, payment_hash):
-        try:
-            row = DevNodeInvoice.objects.get(payment_hash=payment_hash)
-        except DevNodeInvoice.DoesNotExist:
-            raise PaymentNotFound(f"no payment for {payment_hash}") from None
-        if row.state == DevNodeInvoice.State.SETTLED:
-            return PaymentStatus(payment_hash, "SUCCEEDED", row.preimage, row.amount_msat, 0)
-        if row.state == DevNodeInvoice.State.ACCEPTED:
-            return PaymentStatus(payment_hash, "IN_FLIGHT", amount_msat=row.amount_msat)
-        raise PaymentNotFound(f"no payment for {payment_hash}")
-
     def pay_invoice(self, bolt11, timeout_seconds=60, fee_limit_msat=None):
-        """Pay one of our own invoices, as a wallet on the other side of a channel would."""
+        """Pay one of our own invoices, as a wallet on the other side of a channel would:
+        no route, so no fee and any fee limit holds. A hold invoice is left ACCEPTED and
+        the Payment carries no preimage (track_payment says IN_FLIGHT until it settles)."""
         try:
             decoded = invoice_codec.decode_invoice(bolt11)
         except ValueError as exc:
@@ -306,3 +296,31 @@ class DevNodeBackend(TrackPaymentPending, LightningBackend):
             amount_msat=row.amount_msat,
             fee_msat=0,
         )
+
+    def track_payment(self, payment_hash):
+        """The dev node only ever pays its own invoices, so the invoice is the payment: a
+        SETTLED one was paid, an ACCEPTED (hold) one is in flight, a hold invoice canceled
+        after it was accepted failed, and anything else was never paid."""
+        try:
+            row = DevNodeInvoice.objects.filter(payment_hash=payment_hash).first()
+        except DatabaseError as exc:
+            raise NodeUnavailable(f"dev node database unavailable: {exc}") from exc
+        State = DevNodeInvoice.State
+        if row is not None and row.state == State.SETTLED:
+            return PaymentStatus(
+                payment_hash=payment_hash,
+                state="SUCCEEDED",
+                preimage=row.preimage,
+                amount_msat=row.amount_paid_msat or row.amount_msat,
+                fee_msat=0,
+            )
+        if row is not None and row.state == State.ACCEPTED:
+            return PaymentStatus(payment_hash, "IN_FLIGHT", amount_msat=row.amount_paid_msat)
+        if row is not None and row.state == State.CANCELED and row.amount_paid_msat:
+            return PaymentStatus(
+                payment_hash,
+                "FAILED",
+                amount_msat=row.amount_paid_msat,
+                failure="the recipient canceled the held payment",
+            )
+        raise PaymentNotFound(f"the dev node never paid an invoice with hash {payment_hash}")

@@ -44,9 +44,11 @@ from .base import (
     NodeUnavailable,
     Payment,
     PaymentFailed,
+    PaymentInFlight,
+    PaymentNotFound,
+    PaymentStatus,
     Subscription,
 )
-from .pending import TrackPaymentPending
 
 CHANNEL_OPTIONS = [
     # gRPC's reconnect backoff grows to two minutes and calls fail at once while it waits,
@@ -61,6 +63,17 @@ TLS_WORDS = ("ssl", "tls", "handshake", "certificate")
 FINAL_STATES = ("SETTLED", "CANCELED")
 FEE_LIMIT_FLOOR_SAT = 10  # small payments still find a route
 FEE_LIMIT_DIVISOR = 100  # at most 1% of the amount in routing fees
+# SendPaymentV2 errors before any update: these codes are LND refusing the request (it took
+# nothing) unless the words say the stream broke; a connection never made sent nothing.
+REFUSALS = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.UNKNOWN,  # LND's plain errors: "invoice expired", "self-payments ..."
+)
+BROKEN_STREAM_WORDS = ("stream removed", "socket closed", "connection reset", "goaway", "eof")
+NOT_CONNECTED_WORDS = ("failed to connect", "connection refused", "dns resolution failed")
 FAILURE_REASONS = {
     "FAILURE_REASON_TIMEOUT": "no route was found before the payment timeout",
     "FAILURE_REASON_NO_ROUTE": "no route to the destination",
@@ -162,6 +175,20 @@ def _failure(reason: int) -> str:
     return f"{FAILURE_REASONS.get(name, name)} ({name})"
 
 
+def _to_payment_status(payment: ln.Payment) -> PaymentStatus:
+    state = ln.Payment.PaymentStatus.Name(payment.status)
+    if state not in ("SUCCEEDED", "FAILED"):
+        state = "IN_FLIGHT"  # UNKNOWN (legacy) and INITIATED (LND 0.18) are not final
+    return PaymentStatus(
+        payment_hash=payment.payment_hash,
+        state=state,
+        preimage=payment.payment_preimage if state == "SUCCEEDED" else "",
+        amount_msat=payment.value_msat,
+        fee_msat=payment.fee_msat if state == "SUCCEEDED" else 0,
+        failure=_failure(payment.failure_reason) if state == "FAILED" else "",
+    )
+
+
 class LndSubscription(Subscription):
     """SubscribeInvoices read by a background thread into a queue, so that `next_batch` can
     wait with a timeout (a gRPC stream iterator cannot)."""
@@ -249,7 +276,7 @@ class LndInvoiceUpdates(InvoiceUpdates):
         self._call.cancel()
 
 
-class LndBackend(TrackPaymentPending, LightningBackend):
+class LndBackend(LightningBackend):
     """`tls_cert`: PEM text or the path of LND's tls.cert; `macaroon`: hex or the path of a
     macaroon file. Nothing is dialled until the first call."""
 
@@ -395,21 +422,32 @@ class LndBackend(TrackPaymentPending, LightningBackend):
         )
         return LndInvoiceUpdates(call, self._error)
 
-    def pay_invoice(self, bolt11: str, timeout_seconds: float = 60) -> Payment:
-        """Raises PaymentFailed only when the payment has certainly failed; NodeError when
-        its outcome is unknown (still in flight), as a retry could then pay twice."""
+    def pay_invoice(
+        self, bolt11: str, timeout_seconds: float = 60, fee_limit_msat: int | None = None
+    ) -> Payment:
+        """SendPaymentV2, waiting up to `timeout_seconds` for the outcome. PaymentFailed
+        only when LND says it failed or refused to take it; PaymentInFlight whenever it may
+        have taken it and the outcome is not known (still in flight, or the call broke);
+        NodeUnavailable, NodeTLSError or NodeAuthError only when nothing reached LND."""
         try:
             amount_msat = int(invoice_codec.decode_invoice(bolt11).amount_msat or 0)
         except ValueError as exc:
             raise PaymentFailed(str(exc)) from exc
+        if fee_limit_msat is None:
+            fee_limit_msat = max(FEE_LIMIT_FLOOR_SAT * 1000, amount_msat // FEE_LIMIT_DIVISOR)
+        if fee_limit_msat < 0:
+            raise ValueError("fee_limit_msat cannot be negative")
         request = router_pb2.SendPaymentRequest(
             payment_request=bolt11,
             timeout_seconds=max(1, math.ceil(timeout_seconds)),
-            fee_limit_sat=max(FEE_LIMIT_FLOOR_SAT, amount_msat // 1000 // FEE_LIMIT_DIVISOR),
+            fee_limit_msat=fee_limit_msat,
         )
-        call = self._node().router.SendPaymentV2(request, timeout=timeout_seconds + self.timeout)
+        # The deadline is ours: LND keeps a payment going after its caller has gone.
+        call = self._node().router.SendPaymentV2(request, timeout=timeout_seconds)
+        taken = False  # an update came: LND has the payment
         try:
             for update in call:
+                taken = True
                 if update.status == ln.Payment.SUCCEEDED:
                     return Payment(
                         payment_hash=update.payment_hash,
@@ -420,11 +458,73 @@ class LndBackend(TrackPaymentPending, LightningBackend):
                 if update.status == ln.Payment.FAILED:
                     raise PaymentFailed(f"payment failed: {_failure(update.failure_reason)}")
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise NodeError(
-                    f"payment still in flight after {timeout_seconds:g}s: outcome not known yet"
-                ) from exc
-            raise self._error(exc, refused=PaymentFailed) from exc
+            raise self._payment_error(exc, taken, timeout_seconds) from exc
         finally:
             call.cancel()
-        raise NodeError("LND ended the payment stream before the payment was final")
+        raise PaymentInFlight("LND ended the payment stream before the payment was final")
+
+    def _payment_error(self, exc: grpc.RpcError, taken: bool, timeout: float) -> NodeError:
+        code, details = exc.code(), exc.details() or ""
+        lowered = details.lower()
+        if code == grpc.StatusCode.ALREADY_EXISTS and "already paid" in lowered:
+            # LND has a succeeded payment for this hash and took nothing this time. Callers
+            # never re-send (after an unknown outcome they track), so it was not theirs.
+            return PaymentFailed(f"invoice is already paid: {details}")
+        if code == grpc.StatusCode.ALREADY_EXISTS:  # "payment is in transition"
+            return PaymentInFlight(f"LND has this payment in flight already: {details}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return PaymentInFlight(
+                f"payment still in flight after {timeout:g}s: outcome not known yet"
+            )
+        if not taken:
+            error = self._error(exc, refused=PaymentFailed)
+            if isinstance(error, NodeTLSError | NodeAuthError):
+                return error  # refused before the call reached the router
+            if isinstance(error, NodeUnavailable) and any(
+                words in lowered for words in NOT_CONNECTED_WORDS
+            ):
+                return error  # no connection was made: nothing was sent
+            transport = isinstance(error, NodeUnavailable) or any(
+                words in lowered for words in BROKEN_STREAM_WORDS
+            )
+            if not transport and code in REFUSALS:  # LND refused it, took nothing
+                return PaymentFailed(f"LND refused the payment ({code.name}): {details}")
+        return PaymentInFlight(
+            f"the payment call to LND at {self.host} broke ({code.name}: {details}): "
+            "LND may have the payment, track it"
+        )
+
+    def track_payment(self, payment_hash: str, wait_seconds: float = 0) -> PaymentStatus:
+        """TrackPaymentV2: the payment's state now, or with `wait_seconds`, its first final
+        state within that time (else its state then). Raises PaymentNotFound when LND
+        never took a payment for this hash, NodeUnavailable when it cannot be asked."""
+        call = self._node().router.TrackPaymentV2(
+            router_pb2.TrackPaymentRequest(
+                payment_hash=bytes.fromhex(payment_hash), no_inflight_updates=False
+            ),
+            timeout=wait_seconds + self.timeout,
+        )
+        waited = threading.Event()
+        timer = threading.Timer(wait_seconds, lambda: (waited.set(), call.cancel()))
+        status = None
+        try:
+            for update in call:
+                if status is None and wait_seconds > 0:
+                    timer.start()  # the wait starts once LND has told the state
+                status = _to_payment_status(update)
+                if status.state != "IN_FLIGHT" or wait_seconds <= 0:
+                    return status
+        except grpc.RpcError as exc:
+            if status is not None and waited.is_set():
+                return status  # still in flight when the wait ended
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise PaymentNotFound(
+                    f"LND has no payment for {payment_hash}: {exc.details()}"
+                ) from exc
+            raise self._error(exc) from exc
+        finally:
+            timer.cancel()
+            call.cancel()
+        if status is None:
+            raise NodeUnavailable("LND ended the payment stream without a word")
+        return status
