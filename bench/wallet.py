@@ -165,7 +165,7 @@ def run_node_phase(args, concurrencies, payer, admin_key):
         try:
             for concurrency in concurrencies:
                 invoices = [
-                    node.remote_invoice(PAY_SATS * 1000, "bench")["bolt11"]
+                    node.create_remote_invoice(PAY_SATS * 1000, "bench")["bolt11"]
                     for _ in range(args.invoices)
                 ]
                 pay_phase_once(

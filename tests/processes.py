@@ -4,12 +4,15 @@ database, and helpers to wait for what they do."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 from django.conf import settings
 from django.db import connection
 
@@ -129,3 +132,76 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """`scripts/run.py` in its own process group, so a kill takes every process at once,
+    as a power cut or an OOM kill of the container would."""
+
+    def __init__(self, tmp_path, port: int, pool: str = "threads", **env: str):
+        """`env`: more environment for every process (e.g. the lnd backend's settings)."""
+        self.tmp_path, self.port, self.pool, self.env = tmp_path, port, pool, env
+        self.runs = 0
+        self.proc = None
+        self.key = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Stack:
+        self.runs += 1
+        self.log_path = self.tmp_path / f"stack-{self.runs}.log"
+        env = child_env(
+            self.tmp_path,
+            PORT=str(self.port),
+            ZAPGATE_DEV_MODE="true",
+            WEBHOOKS_ALLOW_PRIVATE_TARGETS="true",
+            WORKER_POOL=self.pool,
+            **self.env,
+        )
+        env.pop("WATCHER_LEASE_SECONDS")  # the default, as `make run` has it
+        self.proc = subprocess.Popen(
+            [sys.executable, "scripts/run.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.key = wait_for(self._printed_key, 60, "make run to print the demo key")
+        wait_for(self._serving, 30, "the web server to answer")
+        return self
+
+    def _printed_key(self):
+        found = re.search(r"^\s+(zg_admin_\S+)$", self.log(), re.MULTILINE)
+        if self.proc.poll() is not None:
+            raise AssertionError(f"make run exited:\n{self.log()[-3000:]}")
+        return found and found.group(1)
+
+    def _serving(self):
+        try:
+            return httpx.get(f"{self.base}/api/health", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -81,9 +81,12 @@ class Payment(models.Model):
     # Outgoing: settled inside this gateway (the payee is another wallet), not by the node.
     internal = models.BooleanField(default=False)
     failure_reason = models.CharField(max_length=500, blank=True)
-    # Outgoing: the sender's claim. Until it runs out nobody else asks the node about the
-    # payment; after it, the sweep finds its outcome with track_payment (never by sending).
+    # Outgoing: the sender's claim, as long as its call to the node may last. Until it runs
+    # out, a node that has not heard of the payment may simply not have been asked yet.
     locked_until = models.DateTimeField(null=True, blank=True)
+    # Outgoing: when the sweep may next ask the node about it (track_payment, never a send);
+    # its conditional update keeps two sweeps from asking at once.
+    next_check_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     settled_at = models.DateTimeField(null=True, blank=True)
@@ -102,7 +105,7 @@ class Payment(models.Model):
             models.Index(fields=["wallet", "-created_at"]),
             models.Index(fields=["payment_hash"]),
             models.Index(
-                fields=["locked_until"],
+                fields=["next_check_at"],
                 condition=Q(status="pending", direction="out"),
                 name="wallet_payments_in_flight",
             ),

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from checkout.models import Merchant
@@ -370,25 +370,31 @@ def fail(payment_id: int, reason: str) -> Payment:
 
 
 def resolve_pending_payments(limit: int = 200) -> dict:
-    """Outgoing payments still pending after their sender's claim ran out (it crashed, or
-    the node could not say): ask the node how each ended, and settle or release it. Never
-    sends anything. Safe to run anywhere, any time (a claim keeps two sweeps apart)."""
+    """Outgoing payments still pending (the node could not say yet, or their sender
+    crashed): ask the node how each ended, and settle or release it. Never sends anything,
+    so it may ask while a sender still waits; only "the node never took it" waits for the
+    sender's claim to run out (it may not have asked the node yet). Safe to run anywhere,
+    any time: a conditional claim keeps two sweeps apart."""
     now = timezone.now()
     due = list(
         Payment.objects.filter(
-            direction=Payment.Direction.OUT, status=Payment.Status.PENDING, locked_until__lt=now
-        ).order_by("locked_until")[:limit]
+            direction=Payment.Direction.OUT,
+            status=Payment.Status.PENDING,
+            created_at__lt=now - timedelta(seconds=settings.WALLETS_SWEEP_SECONDS),
+        )
+        .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lt=now))
+        .order_by("id")[:limit]
     )
     counts = {"checked": 0, "succeeded": 0, "failed": 0, "in_flight": 0, "errors": 0}
     for payment in due:
         claimed = Payment.objects.filter(
-            pk=payment.pk, status=Payment.Status.PENDING, locked_until=payment.locked_until
-        ).update(locked_until=now + timedelta(seconds=settings.WALLETS_SWEEP_CLAIM_SECONDS))
+            pk=payment.pk, status=Payment.Status.PENDING, next_check_at=payment.next_check_at
+        ).update(next_check_at=now + timedelta(seconds=settings.WALLETS_SWEEP_CLAIM_SECONDS))
         if not claimed:
             continue
         counts["checked"] += 1
         try:
-            outcome = _resolve(payment)
+            outcome = _resolve(payment, sender_gone=payment.locked_until < now)
         except NodeError as exc:
             counts["errors"] += 1
             log.warning("payment %s: the node cannot tell yet (%s)", payment.payment_hash, exc)
@@ -397,7 +403,7 @@ def resolve_pending_payments(limit: int = 200) -> dict:
     return counts
 
 
-def _resolve(payment: Payment) -> str:
+def _resolve(payment: Payment, sender_gone: bool) -> str:
     if payment.internal:
         # Crashed between taking the invoice off the node and settling it here.
         invoice = Invoice.objects.get(payment_hash=payment.payment_hash)
@@ -405,6 +411,8 @@ def _resolve(payment: Payment) -> str:
         if node_invoice.state == "CANCELED" and invoice.state == Invoice.State.OPEN:
             done = _complete_internally(payment, invoice, node_invoice.preimage)
             return "succeeded" if done.status == Payment.Status.SUCCESS else "failed"
+        if node_invoice.state == "OPEN" and not sender_gone:
+            return "in_flight"  # the sender may be about to take it off the node
         # The sender stopped before the node canceled it (or it was paid from outside
         # first): this payment did not happen; the invoice is payable again.
         Invoice.objects.filter(pk=invoice.pk, canceled_reason=Invoice.CancelReason.INTERNAL).update(
@@ -415,6 +423,8 @@ def _resolve(payment: Payment) -> str:
     try:
         status = lightning_services.track_payment(payment.payment_hash)
     except PaymentNotFound:
+        if not sender_gone:
+            return "in_flight"  # its sender may not have handed it to the node yet
         fail(payment.pk, "the node never took this payment")
         return "failed"
     if status.state == "SUCCEEDED":
