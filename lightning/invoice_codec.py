@@ -50,6 +50,7 @@ def encode_invoice(
     memo: str,
     created_at: int,
     expiry_seconds: int,
+    description_hash: str = "",
 ) -> str:
     """A BOLT11 string with the tags LND puts in its invoices.
 
@@ -61,7 +62,10 @@ def encode_invoice(
     data = _int_words(created_at, 7)  # 35-bit timestamp
     data += _tagged(_TAG_PAYMENT_HASH, _bytes_words(bytes.fromhex(payment_hash)))
     data += _tagged(_TAG_PAYMENT_SECRET, _bytes_words(bytes.fromhex(payment_addr)))
-    data += _tagged(_TAG_DESCRIPTION, _bytes_words(memo.encode()))
+    if description_hash:  # BOLT11: a hash of the description instead of the description
+        data += _tagged(_TAG_DESCRIPTION_HASH, _bytes_words(bytes.fromhex(description_hash)))
+    else:
+        data += _tagged(_TAG_DESCRIPTION, _bytes_words(memo.encode()))
     data += _tagged(_TAG_EXPIRY, _minimal_int_words(expiry_seconds))
     data += _tagged(_TAG_MIN_FINAL_CLTV, _minimal_int_words(MIN_FINAL_CLTV_EXPIRY))
     data += _tagged(_TAG_FEATURES, _FEATURE_WORDS)
@@ -73,6 +77,7 @@ def encode_invoice(
 _BECH32 = b"qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _TAG_PAYMENT_HASH, _TAG_PAYMENT_SECRET, _TAG_DESCRIPTION = (_BECH32.index(c) for c in b"psd")
 _TAG_EXPIRY, _TAG_MIN_FINAL_CLTV, _TAG_FEATURES = (_BECH32.index(c) for c in b"xc9")
+_TAG_DESCRIPTION_HASH = _BECH32.index(b"h")
 _BASE32_TO_WORDS = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", bytes(range(32)))
 _WORDS_TO_BECH32 = bytes.maketrans(bytes(range(32)), _BECH32)
 

@@ -46,6 +46,7 @@ def create_invoice(
     expiry_seconds: int = 900,
     purpose: str = "",
     *,
+    description_hash: str = "",
     then: Callable[[Invoice], T] | None = None,
 ) -> Invoice | T:
     """Ask the node for an invoice, then record it. Raises backends.base.NodeError.
@@ -57,7 +58,7 @@ def create_invoice(
     when given, else the invoice. Call it outside a transaction."""
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
-    node_invoice = backend.create_invoice(amount_msat, memo, expiry_seconds)
+    node_invoice = backend.create_invoice(amount_msat, memo, expiry_seconds, description_hash)
     return _record(backend.name, node_invoice, hold=False, purpose=purpose, then=then)
 
 
@@ -68,11 +69,16 @@ def create_hold_invoice(
     expiry_seconds: int = 900,
     purpose: str = "",
     *,
+    description_hash: str = "",
     then: Callable[[Invoice], T] | None = None,
 ) -> Invoice | T:
+    """A hold invoice for `payment_hash`. Raises DuplicateInvoice (the node has one for
+    that hash) or another NodeError."""
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
-    node_invoice = backend.create_hold_invoice(payment_hash, amount_msat, memo, expiry_seconds)
+    node_invoice = backend.create_hold_invoice(
+        payment_hash, amount_msat, memo, expiry_seconds, description_hash
+    )
     return _record(backend.name, node_invoice, hold=True, purpose=purpose, then=then)
 
 

@@ -829,6 +829,17 @@ def _hash32(value: bytes, what: str) -> bytes:
     return value
 
 
+def _description_hash(request) -> str:
+    """LND's rule: a description hash of 32 bytes, and then no memo."""
+    if not request.description_hash:
+        return ""
+    if request.memo:
+        raise InvoiceError(
+            Code.INVALID_ARGUMENT, "cannot have both description and description hash"
+        )
+    return _hash32(request.description_hash, "description hash").hex()
+
+
 def _amount_msat(value: int, value_msat: int) -> int:
     if value and value_msat and value * 1000 != value_msat:
         raise InvoiceError(Code.INVALID_ARGUMENT, "value and value_msat are mutually exclusive")
@@ -862,6 +873,7 @@ class LightningService(lightning_pb2_grpc.LightningServicer):
             _amount_msat(request.value, request.value_msat),
             request.memo,
             request.expiry,
+            _description_hash(request),
         )
         return ln.AddInvoiceResponse(
             r_hash=row["r_hash"],
@@ -906,6 +918,7 @@ class InvoicesService(invoices_pb2_grpc.InvoicesServicer):
             _amount_msat(request.value, request.value_msat),
             request.memo,
             request.expiry,
+            _description_hash(request),
         )
         return invoices_pb2.AddHoldInvoiceResp(
             payment_request=row["payment_request"],
@@ -1294,7 +1307,13 @@ class SimNode:
         self._grpc = self._executor = self._control = self.store = self.payments = None
 
     def add_invoice(
-        self, r_hash: bytes, preimage: bytes | None, value_msat: int, memo: str, expiry: int
+        self,
+        r_hash: bytes,
+        preimage: bytes | None,
+        value_msat: int,
+        memo: str,
+        expiry: int,
+        description_hash: str = "",
     ) -> sqlite3.Row:
         expiry = expiry or DEFAULT_EXPIRY_SECONDS
         created = int(time.time())
@@ -1308,6 +1327,7 @@ class SimNode:
             memo=memo,
             created_at=created,
             expiry_seconds=expiry,
+            description_hash=description_hash,
         )
         return self.store.add(
             {

@@ -231,9 +231,10 @@ PAYMENT_REFUSALS = {
 
 def _problem_slug(response) -> str | None:
     try:
-        return response.json().get("error")
+        body = response.json()
     except ValueError:
         return None
+    return body.get("error") if isinstance(body, dict) else None
 
 
 CONFIG = SchemathesisConfig.from_dict(

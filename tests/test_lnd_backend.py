@@ -135,6 +135,19 @@ def test_created_invoice_is_a_bolt11_signed_by_the_node(lnd):
     assert sha256_hex(bytes.fromhex(invoice.preimage)) == invoice.payment_hash
 
 
+def test_an_invoice_can_carry_a_description_hash_instead_of_a_memo(lnd):
+    description_hash = sha256_hex(b'[["text/plain", "pay alice"]]')
+    for invoice in (
+        lnd.create_invoice(1000, "", 600, description_hash=description_hash),
+        lnd.create_hold_invoice(sha256_hex(b"x"), 1000, "", 600, description_hash),
+    ):
+        decoded = invoice_codec.decode_invoice(invoice.bolt11)
+        assert decoded.description_hash == description_hash and not decoded.description
+    # LND refuses a memo with a description hash: the hash wins, the memo stays out.
+    with_memo = lnd.create_invoice(1000, "a memo", 600, description_hash=description_hash)
+    assert invoice_codec.decode_invoice(with_memo.bolt11).description is None
+
+
 def test_lookup_follows_an_invoice_from_open_to_settled(node, lnd):
     invoice = lnd.create_invoice(42_000, "sticker", 600)
     assert lnd.lookup_invoice(invoice.payment_hash).state == "OPEN"

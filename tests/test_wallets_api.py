@@ -11,6 +11,7 @@ import pytest
 
 from checkout.models import ApiKey
 from checkout.services import create_merchant, issue_api_key
+from lightning import invoice_codec
 from lightning import services as lightning_services
 from lightning.backends import get_backend
 from lightning.models import DevNodeInvoice, Invoice
@@ -329,3 +330,24 @@ def test_ledger_rows_cannot_be_changed_or_deleted(shop):
     with pytest.raises(ValueError):
         entry.delete()
     assert LedgerEntry.objects.get().amount_msat == 10_000
+
+
+def test_description_hashes_go_into_the_invoice_instead_of_the_memo(shop):
+    metadata = b'[["text/plain", "LNURL-pay to alice"]]'
+    expected = hashlib.sha256(metadata).hexdigest()
+    for field, value in (("description_hash", expected), ("unhashed_description", metadata.hex())):
+        created = shop.receive(21, memo="shown in the list", **{field: value})
+        decoded = invoice_codec.decode_invoice(created["bolt11"])
+        assert decoded.description_hash == expected and not decoded.description
+        details = shop.call("GET", f"/api/v1/payments/{created['checking_id']}").json()["details"]
+        assert details["memo"] == "shown in the list"
+
+
+def test_a_payment_hash_used_already_is_a_409(shop):
+    payment_hash = hashlib.sha256(b"escrow").hexdigest()
+    shop.receive(10, payment_hash=payment_hash)
+    again = shop.call(
+        "POST", "/api/v1/payments", json={"out": False, "amount": 10, "payment_hash": payment_hash}
+    )
+    assert again.status_code == 409 and again.json()["error"] == "duplicate_payment_hash"
+    assert Payment.objects.count() == 1

@@ -1,6 +1,7 @@
 """The LNbits payments API's bodies (seed `lnbits-payments-api.txt`): snake_case, amounts in
 sats (negative for outgoing), fees in msat, times as Unix seconds."""
 
+import hashlib
 import re
 
 from rest_framework import serializers
@@ -90,14 +91,14 @@ class PaymentRequest(StrictJsonTypes, serializers.Serializer):
             return data
         if "amount" not in data:
             raise serializers.ValidationError({"amount": ["Required to receive (out: false)."]})
-        if "description_hash" in data or "unhashed_description" in data:
-            raise serializers.ValidationError(
-                {
-                    "description_hash": [
-                        "Description hashes are not supported yet: give a memo instead."
-                    ]
-                }
-            )
+        # As LNbits: the invoice commits to a hash of the description (LNURL-pay's metadata)
+        # instead of carrying it; `description_hash` wins over `unhashed_description`.
+        if "description_hash" in data:
+            data["description_hash"] = data["description_hash"].lower()
+        elif "unhashed_description" in data:
+            data["description_hash"] = hashlib.sha256(
+                bytes.fromhex(data["unhashed_description"])
+            ).hexdigest()
         return data
 
 

@@ -28,7 +28,13 @@ from django.utils import timezone
 from checkout.models import Merchant
 from lightning import invoice_codec
 from lightning import services as lightning_services
-from lightning.backends.base import NodeError, PaymentFailed, PaymentInFlight, PaymentNotFound
+from lightning.backends.base import (
+    DuplicateInvoice,
+    NodeError,
+    PaymentFailed,
+    PaymentInFlight,
+    PaymentNotFound,
+)
 from lightning.models import Invoice
 
 from . import events
@@ -188,20 +194,24 @@ def create_invoice(
     extra: dict | None = None,
     webhook: str = "",
     payment_hash: str | None = None,
+    description_hash: str = "",
 ) -> Payment:
     """An invoice into the wallet; with `payment_hash`, a hold invoice (the caller alone
-    knows the preimage, and settles or cancels it). Raises NodeError."""
+    knows the preimage, and settles or cancels it); with `description_hash`, one that
+    carries that hash instead of the memo (the memo stays on the payment). Raises
+    NodeError (DuplicateInvoice for a payment hash already used)."""
 
     def record(invoice):
         return follow_invoice(invoice, wallet.merchant, memo=memo, extra=extra, webhook=webhook)
 
+    options = dict(purpose=PURPOSE, description_hash=description_hash, then=record)
     if payment_hash:
+        if Invoice.objects.filter(payment_hash=payment_hash.lower()).exists():
+            raise DuplicateInvoice("an invoice with this payment hash exists already")
         return lightning_services.create_hold_invoice(
-            payment_hash, amount_sats * 1000, memo, expiry_seconds, purpose=PURPOSE, then=record
+            payment_hash.lower(), amount_sats * 1000, memo, expiry_seconds, **options
         )
-    return lightning_services.create_invoice(
-        amount_sats * 1000, memo, expiry_seconds, purpose=PURPOSE, then=record
-    )
+    return lightning_services.create_invoice(amount_sats * 1000, memo, expiry_seconds, **options)
 
 
 # --- paying ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from checkout.auth import AdminKeyRequired, ApiKeyAuthentication, InvoiceKeyRequired
 from checkout.models import ApiKey
 from config.problems import Problem, problems
-from lightning.backends.base import NodeError
+from lightning.backends.base import DuplicateInvoice, NodeError
 
 from . import selectors, services
 from .models import Payment
@@ -133,10 +133,12 @@ class PaymentsView(WalletView):
                 401,
                 402,
                 403,
+                409,
                 503,
                 520,
                 d402="insufficient_balance: the balance cannot cover amount + fee reserve "
                 "(nothing was sent).",
+                d409="duplicate_payment_hash: a hold invoice's payment_hash is used already.",
                 d520="payment_failed (status: failed) or payment_pending (status: pending, "
                 "in flight: it may still succeed, check it later).",
             ),
@@ -177,7 +179,12 @@ class PaymentsView(WalletView):
                 extra=body["extra"],
                 webhook=body["webhook"],
                 payment_hash=body.get("payment_hash"),
+                description_hash=body.get("description_hash", ""),
             )
+        except DuplicateInvoice as exc:
+            raise Problem(
+                409, "duplicate_payment_hash", "An invoice with this payment_hash exists already."
+            ) from exc
         except NodeError as exc:
             raise Problem(
                 503, "node_unavailable", f"The Lightning node did not answer: {exc}"

@@ -31,6 +31,10 @@ class InvoiceNotFound(NodeError):
     """The node has no invoice with that payment hash."""
 
 
+class DuplicateInvoice(NodeError):
+    """The node already has an invoice with that payment hash."""
+
+
 class PaymentFailed(NodeError):
     """A payment has certainly failed (no route, unknown invoice, already paid, expired, fee
     limit too low): no money left, and none will. Safe to release what it reserved."""
@@ -135,14 +139,23 @@ class LightningBackend(abc.ABC):
     def get_info(self) -> NodeInfo: ...
 
     @abc.abstractmethod
-    def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> NodeInvoice:
-        """A regular invoice; the node picks the preimage."""
+    def create_invoice(
+        self, amount_msat: int, memo: str, expiry_seconds: int, description_hash: str = ""
+    ) -> NodeInvoice:
+        """A regular invoice; the node picks the preimage. With `description_hash` (hex
+        SHA-256, e.g. of an LNURL-pay metadata) the invoice carries it instead of `memo`."""
 
     @abc.abstractmethod
     def create_hold_invoice(
-        self, payment_hash: str, amount_msat: int, memo: str, expiry_seconds: int
+        self,
+        payment_hash: str,
+        amount_msat: int,
+        memo: str,
+        expiry_seconds: int,
+        description_hash: str = "",
     ) -> NodeInvoice:
-        """A hold invoice for a payment hash whose preimage only the caller knows."""
+        """A hold invoice for a payment hash whose preimage only the caller knows. Raises
+        DuplicateInvoice when the node has one for that hash already."""
 
     @abc.abstractmethod
     def settle_hold_invoice(self, preimage: str) -> None: ...

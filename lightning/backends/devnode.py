@@ -14,13 +14,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from lightning import invoice_codec
 from lightning.models import DevNodeCounter, DevNodeInvoice
 
 from .base import (
+    DuplicateInvoice,
     InvoiceNotFound,
     InvoiceUpdates,
     LightningBackend,
@@ -161,7 +162,7 @@ class DevNodeBackend(LightningBackend):
             ).update(state=DevNodeInvoice.State.CANCELED)
         return counter.block_height
 
-    def _add(self, payment_hash, preimage, amount_msat, memo, expiry_seconds, hold):
+    def _add(self, payment_hash, preimage, amount_msat, memo, expiry_seconds, hold, desc_hash=""):
         created = int(time.time())
         payment_addr = secrets.token_hex(32)
         bolt11 = invoice_codec.encode_invoice(
@@ -173,6 +174,7 @@ class DevNodeBackend(LightningBackend):
             memo=memo,
             created_at=created,
             expiry_seconds=expiry_seconds,
+            description_hash=desc_hash,
         )
         created_at = datetime.fromtimestamp(created, tz=UTC)
         row = DevNodeInvoice.objects.create(
@@ -188,7 +190,7 @@ class DevNodeBackend(LightningBackend):
         )
         return _to_node_invoice(row)
 
-    def create_invoice(self, amount_msat, memo, expiry_seconds):
+    def create_invoice(self, amount_msat, memo, expiry_seconds, description_hash=""):
         preimage = secrets.token_bytes(32)
         return self._add(
             hashlib.sha256(preimage).hexdigest(),
@@ -197,10 +199,19 @@ class DevNodeBackend(LightningBackend):
             memo,
             expiry_seconds,
             False,
+            description_hash,
         )
 
-    def create_hold_invoice(self, payment_hash, amount_msat, memo, expiry_seconds):
-        return self._add(payment_hash, "", amount_msat, memo, expiry_seconds, True)
+    def create_hold_invoice(
+        self, payment_hash, amount_msat, memo, expiry_seconds, description_hash=""
+    ):
+        try:
+            with transaction.atomic():
+                return self._add(
+                    payment_hash, "", amount_msat, memo, expiry_seconds, True, description_hash
+                )
+        except IntegrityError:
+            raise DuplicateInvoice("invoice with payment hash already exists") from None
 
     def lookup_invoice(self, payment_hash):
         try:

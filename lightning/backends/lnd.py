@@ -33,6 +33,7 @@ from lndgrpc.compiled import lightning_pb2 as ln
 from lightning import invoice_codec
 
 from .base import (
+    DuplicateInvoice,
     InvoiceNotFound,
     InvoiceUpdates,
     LightningBackend,
@@ -367,23 +368,39 @@ class LndBackend(LightningBackend):
             block_height=info.block_height,
         )
 
-    def create_invoice(self, amount_msat: int, memo: str, expiry_seconds: int) -> NodeInvoice:
-        added = self._unary(
-            self._node().lightning.AddInvoice,
-            ln.Invoice(value_msat=amount_msat, memo=memo, expiry=expiry_seconds),
-        )
+    def create_invoice(
+        self, amount_msat: int, memo: str, expiry_seconds: int, description_hash: str = ""
+    ) -> NodeInvoice:
+        fields = dict(value_msat=amount_msat, expiry=expiry_seconds)
+        if description_hash:  # LND refuses a memo and a description hash together
+            fields["description_hash"] = bytes.fromhex(description_hash)
+        else:
+            fields["memo"] = memo
+        added = self._unary(self._node().lightning.AddInvoice, ln.Invoice(**fields))
         return self._lookup(added.r_hash)
 
     def create_hold_invoice(
-        self, payment_hash: str, amount_msat: int, memo: str, expiry_seconds: int
+        self,
+        payment_hash: str,
+        amount_msat: int,
+        memo: str,
+        expiry_seconds: int,
+        description_hash: str = "",
     ) -> NodeInvoice:
         r_hash = bytes.fromhex(payment_hash)
-        self._unary(
-            self._node().invoices.AddHoldInvoice,
-            invoices_pb2.AddHoldInvoiceRequest(
-                hash=r_hash, value_msat=amount_msat, memo=memo, expiry=expiry_seconds
-            ),
-        )
+        fields = dict(hash=r_hash, value_msat=amount_msat, expiry=expiry_seconds)
+        if description_hash:
+            fields["description_hash"] = bytes.fromhex(description_hash)
+        else:
+            fields["memo"] = memo
+        try:
+            self._unary(
+                self._node().invoices.AddHoldInvoice, invoices_pb2.AddHoldInvoiceRequest(**fields)
+            )
+        except NodeError as exc:
+            if "already exists" in str(exc):
+                raise DuplicateInvoice(str(exc)) from exc
+            raise
         return self._lookup(r_hash)
 
     def settle_hold_invoice(self, preimage: str) -> None:
