@@ -4,6 +4,7 @@ sats (negative for outgoing), fees in msat, times as Unix seconds."""
 import hashlib
 import re
 
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from config.money import MAX_SATS
@@ -53,8 +54,8 @@ class PaymentRequest(StrictJsonTypes, serializers.Serializer):
 
     out = serializers.BooleanField(
         required=False,
-        help_text="true pays `bolt11` (admin key); false (the default without `bolt11`) "
-        "creates an invoice.",
+        default=False,
+        help_text="true pays `bolt11` (admin key); false (the default) creates an invoice.",
     )
     amount = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_SATS, help_text="Receiving: in sats."
@@ -83,9 +84,7 @@ class PaymentRequest(StrictJsonTypes, serializers.Serializer):
     )
 
     def validate(self, data):
-        out = data.get("out", "bolt11" in data)
-        data["out"] = out
-        if out:
+        if data["out"]:
             if not data.get("bolt11"):
                 raise serializers.ValidationError({"bolt11": ["Required to pay (out: true)."]})
             return data
@@ -125,7 +124,7 @@ _int = serializers.IntegerField
 _str = serializers.CharField
 
 
-class PaymentDetailsDoc(serializers.Serializer):
+class WalletPaymentDetails(serializers.Serializer):
     checking_id = _str()
     payment_hash = _str()
     wallet_id = _str()
@@ -146,23 +145,23 @@ class PaymentDetailsDoc(serializers.Serializer):
     failure_reason = _str(allow_null=True)
 
 
-class PaginatedDoc(serializers.Serializer):
-    data = PaymentDetailsDoc(many=True)
+class WalletPaymentsPage(serializers.Serializer):
+    data = WalletPaymentDetails(many=True)
     total = _int()
 
 
-class HistoryDoc(serializers.Serializer):
+class WalletHistoryEntry(serializers.Serializer):
     date = _str()
     income = _int()
     spending = _int()
 
 
-class CountDoc(serializers.Serializer):
+class WalletTagCount(serializers.Serializer):
     tag = _str(allow_null=True)
     count = _int()
 
 
-class WalletStatsDoc(serializers.Serializer):
+class WalletStats(serializers.Serializer):
     wallet_id = _str()
     wallet_name = _str()
     total_income = _int()
@@ -170,7 +169,7 @@ class WalletStatsDoc(serializers.Serializer):
     payment_count = _int()
 
 
-class DailyDoc(serializers.Serializer):
+class WalletDailyStats(serializers.Serializer):
     date = _str()
     count = _int()
     total = _int()
@@ -179,3 +178,30 @@ class DailyDoc(serializers.Serializer):
     balance_in = _int()
     balance_out = _int()
     fee = _int()
+
+
+# The two shapes of POST /api/v1/payments, for the OpenAPI document (oneOf): which fields
+# each needs is something one flat serializer cannot say.
+class WalletReceive(serializers.Serializer):
+    out = serializers.ChoiceField(choices=[False], required=False, help_text="false: receive")
+    amount = serializers.IntegerField(min_value=1, max_value=MAX_SATS, help_text="sats")
+    memo = serializers.CharField(required=False, allow_blank=True, max_length=639)
+    expiry = serializers.IntegerField(required=False, min_value=1, max_value=MAX_EXPIRY_SECONDS)
+    webhook = serializers.URLField(required=False, allow_blank=True, max_length=2000)
+    extra = serializers.DictField(required=False)
+    payment_hash = serializers.RegexField(HEX32, required=False, help_text="a hold invoice")
+    description_hash = serializers.RegexField(HEX32, required=False)
+    unhashed_description = serializers.RegexField(r"^(?:[0-9a-fA-F]{2})*$", required=False)
+
+
+class WalletPay(serializers.Serializer):
+    out = serializers.ChoiceField(choices=[True], help_text="true: pay (admin key)")
+    bolt11 = serializers.CharField(max_length=7089)
+    extra = serializers.DictField(required=False)
+
+
+PAYMENT_REQUEST = PolymorphicProxySerializer(
+    component_name="WalletPaymentCreate",
+    serializers=[WalletReceive, WalletPay],
+    resource_type_field_name=None,
+)

@@ -18,17 +18,18 @@ from lightning.backends.base import DuplicateInvoice, NodeError
 from . import selectors, services
 from .models import Payment
 from .serializers import (
-    CountDoc,
-    DailyDoc,
-    HistoryDoc,
+    PAYMENT_REQUEST,
     HistoryQuery,
     ListQuery,
-    PaginatedDoc,
-    PaymentDetailsDoc,
     PaymentHashRequest,
     PaymentRequest,
     PreimageRequest,
-    WalletStatsDoc,
+    WalletDailyStats,
+    WalletHistoryEntry,
+    WalletPaymentDetails,
+    WalletPaymentsPage,
+    WalletStats,
+    WalletTagCount,
     payment_details,
 )
 
@@ -101,7 +102,7 @@ PAYMENT_STATUS = inline_serializer(
         "paid": serializers.BooleanField(),
         "status": serializers.CharField(),
         "preimage": serializers.CharField(allow_null=True),
-        "details": PaymentDetailsDoc(required=False),
+        "details": WalletPaymentDetails(required=False),
     },
 )
 DETAIL = inline_serializer("WalletDetail", {"detail": serializers.CharField()})
@@ -113,7 +114,7 @@ class PaymentsView(WalletView):
         tags=TAG,
         summary="List the wallet's payments, newest first (amounts in sats, negative out)",
         parameters=[ListQuery],
-        responses={200: PaymentDetailsDoc(many=True), **problems(400, 401)},
+        responses={200: WalletPaymentDetails(many=True), **problems(400, 401)},
     )
     def get(self, request):
         query = _query(ListQuery, request)
@@ -125,7 +126,7 @@ class PaymentsView(WalletView):
         operation_id="wallet_payments_create",
         tags=TAG,
         summary="Create an invoice (out: false) or pay one (out: true, admin key)",
-        request=PaymentRequest,
+        request=PAYMENT_REQUEST,
         responses={
             201: PAYMENT_CREATED,
             **problems(
@@ -207,7 +208,7 @@ class PaginatedPaymentsView(WalletView):
         tags=TAG,
         summary="List the wallet's payments with the total count: {data, total}",
         parameters=[ListQuery],
-        responses={200: PaginatedDoc, **problems(400, 401)},
+        responses={200: WalletPaymentsPage, **problems(400, 401)},
     )
     def get(self, request):
         query = _query(ListQuery, request)
@@ -222,7 +223,7 @@ class HistoryView(WalletView):
         tags=TAG,
         summary="Income and spending (sats) per hour, day or month, newest first",
         parameters=[HistoryQuery],
-        responses={200: HistoryDoc(many=True), **problems(400, 401)},
+        responses={200: WalletHistoryEntry(many=True), **problems(400, 401)},
     )
     def get(self, request):
         group = _query(HistoryQuery, request)["group"]
@@ -234,7 +235,7 @@ class CountStatsView(WalletView):
         operation_id="wallet_payments_stats_count",
         tags=TAG,
         summary="Successful payments counted by tag (what they paid for)",
-        responses={200: CountDoc(many=True), **problems(401)},
+        responses={200: WalletTagCount(many=True), **problems(401)},
     )
     def get(self, request):
         return Response(selectors.count_by_tag(self.existing_wallet()))
@@ -245,7 +246,7 @@ class WalletStatsView(WalletView):
         operation_id="wallet_payments_stats_wallets",
         tags=TAG,
         summary="Income, spending (sats) and payment count of each of your wallets",
-        responses={200: WalletStatsDoc(many=True), **problems(401)},
+        responses={200: WalletStats(many=True), **problems(401)},
     )
     def get(self, request):
         return Response(selectors.wallet_stats(request.merchant))
@@ -256,7 +257,7 @@ class DailyStatsView(WalletView):
         operation_id="wallet_payments_stats_daily",
         tags=TAG,
         summary="Successful payments per day: count and net total (sats), newest first",
-        responses={200: DailyDoc(many=True), **problems(401)},
+        responses={200: WalletDailyStats(many=True), **problems(401)},
     )
     def get(self, request):
         return Response(selectors.daily(self.existing_wallet()))
