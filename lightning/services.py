@@ -297,8 +297,10 @@ def refresh_from_node(invoice: Invoice) -> Invoice:
     except NodeError as exc:
         log.warning("could not look up invoice %s: %s", invoice.payment_hash, exc)
         return invoice
-    if apply_invoice_update(node_invoice):
-        invoice.refresh_from_db()
+    apply_invoice_update(node_invoice)
+    # Whoever applied it (this call, or a concurrent one that won the update), the row
+    # has it now.
+    invoice.refresh_from_db()
     return invoice
 
 

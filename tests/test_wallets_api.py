@@ -351,3 +351,78 @@ def test_a_payment_hash_used_already_is_a_409(shop):
     )
     assert again.status_code == 409 and again.json()["error"] == "duplicate_payment_hash"
     assert Payment.objects.count() == 1
+
+
+def test_paid_l402_challenges_credit_the_merchants_wallet(shop):
+    from l402.services import create_merchant_challenge
+
+    challenge = create_merchant_challenge(shop.merchant, "/reports/1", 42)
+    paid_from_outside(challenge.invoice.bolt11)
+    assert shop.balance_msat() == 42_000
+    listed = shop.call("GET", "/api/v1/payments").json()
+    assert [(p["tag"], p["amount"], p["status"]) for p in listed] == [("l402", 42, "success")]
+    assert_ledger_consistent(shop)
+
+
+@pytest.fixture
+def lnd_shop(live_server, settings, tmp_path):
+    """A shop on the lnd backend, against the simulated LND over gRPC, funded by a payer
+    elsewhere."""
+    from lightning.simnode import SimNode
+
+    node = SimNode(tmp_path / "lnd").start()
+    settings.LIGHTNING_BACKEND = "lnd"
+    settings.LND_GRPC_HOST = node.address
+    settings.LND_TLS_CERT = str(node.cert_path)
+    settings.LND_MACAROON = str(node.macaroon_path)
+    settings.WEBHOOKS_ALLOW_PRIVATE_TARGETS = True
+    shop = Shop(live_server.url, "Remote Payer")
+    shop.call("POST", "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["*"]})
+    made = shop.receive(5000)
+    node.pay(made["bolt11"])
+    lightning_services.refresh_from_node(Invoice.objects.get(bolt11=made["bolt11"]))
+    yield shop, node
+    node.stop()
+
+
+def test_a_payment_the_node_fails_is_released_and_announced(lnd_shop):
+    shop, node = lnd_shop
+    node.add_payment_rule("fail", reason="NO_ROUTE")
+    remote = node.create_remote_invoice(1_000_000, "no route")
+
+    answer = shop.pay(remote["bolt11"])
+
+    assert answer.status_code == 520
+    body = answer.json()
+    assert body["status"] == "failed" and "no route" in body["detail"]
+    assert shop.balance_msat() == 5_000_000
+    types = WebhookEvent.objects.filter(type__startswith="payment.").values_list("type", flat=True)
+    assert "payment.failed" in list(types)
+    assert_ledger_consistent(shop)
+    # A failed payment may be tried again, and then it pays.
+    retry = shop.pay(remote["bolt11"])
+    assert retry.status_code == 201, retry.text
+    assert retry.json()["fee"] > 0
+    assert Payment.objects.filter(direction="out", payment_hash=remote["payment_hash"]).count() == 2
+
+
+def test_a_payment_still_in_flight_answers_pending_never_failed(lnd_shop, settings):
+    shop, node = lnd_shop
+    settings.WALLETS_PAY_TIMEOUT_SECONDS = 1
+    node.add_payment_rule("hold")
+    remote = node.create_remote_invoice(1_000_000, "slow route")
+
+    answer = shop.pay(remote["bolt11"])
+
+    assert answer.status_code == 520
+    assert answer.json()["status"] == "pending"
+    payment = Payment.objects.get(direction="out")
+    assert payment.status == "pending"
+    assert shop.balance_msat() == 5_000_000 - 1_000_000 - payment.fee_limit_msat
+    node.release_payment(remote["payment_hash"], succeed=True)
+    settings.WALLETS_SWEEP_SECONDS = 0  # the sweep looks at payments at least this old
+    assert wallets.resolve_pending_payments()["succeeded"] == 1
+    payment.refresh_from_db()
+    assert payment.status == "success" and payment.fee_msat > 0
+    assert shop.balance_msat() == 4_000_000 - payment.fee_msat
+    assert_ledger_consistent(shop)
