@@ -13,12 +13,13 @@ SCOPE: --hash HASH (that payment), --count N (the next N; 1 by default) or --all
 Prints the JSON answer; a refusal is an error with the node's words.
 """
 
-import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from lightning import simnode
+
+from . import _control
 
 
 class Command(BaseCommand):
@@ -62,15 +63,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         method, path, body = _request(options)
         directory = options["dir"]
-        try:
-            status, answer = simnode.control_request(directory, method, path, body)
-        except FileNotFoundError:
-            raise CommandError(f"no sim node is running in {directory} (no control.port)") from None
-        except OSError as exc:  # connection refused, timeout
-            raise CommandError(f"cannot reach the sim node of {directory}: {exc}") from exc
-        self.stdout.write(json.dumps(answer))
-        if status != 200:
-            raise CommandError(answer.get("error", f"HTTP {status}"))
+        _control.run(
+            self, directory, lambda: simnode.control_request(directory, method, path, body)
+        )
 
 
 def _scope(parser) -> None:

@@ -1,12 +1,13 @@
 """`manage.py simnode_pay --dir D BOLT11`: pay an invoice of a running simulated LND as a
 remote wallet would, through its control endpoint."""
 
-import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from lightning import simnode
+
+from . import _control
 
 
 class Command(BaseCommand):
@@ -18,12 +19,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         directory = options["dir"]
-        try:
-            status, answer = simnode.control_pay(directory, options["bolt11"])
-        except FileNotFoundError:
-            raise CommandError(f"no sim node is running in {directory} (no control.port)") from None
-        except OSError as exc:  # connection refused, timeout
-            raise CommandError(f"cannot reach the sim node of {directory}: {exc}") from exc
-        self.stdout.write(json.dumps(answer))
-        if status != 200:
-            raise CommandError(answer.get("error", f"HTTP {status}"))
+        _control.run(self, directory, lambda: simnode.control_pay(directory, options["bolt11"]))
