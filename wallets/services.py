@@ -122,6 +122,7 @@ def follow_invoice(
     invoice: Invoice,
     merchant: Merchant | None,
     *,
+    wallet: Wallet | None = None,
     memo: str | None = None,
     extra: dict | None = None,
     webhook: str = "",
@@ -129,10 +130,12 @@ def follow_invoice(
     """Credit `merchant`'s wallet when `invoice` is paid. Call it where the invoice is
     recorded (the `then` of lightning.services.create_invoice), so every invoice a merchant
     sells is in its wallet from the start, pending until paid."""
-    if merchant is None:
-        return None  # the gateway's own (demo resources): nobody's balance
+    if wallet is None:
+        if merchant is None:
+            return None  # the gateway's own (demo resources): nobody's balance
+        wallet = wallet_for(merchant)
     return Payment.objects.create(
-        wallet=wallet_for(merchant),
+        wallet=wallet,
         direction=Payment.Direction.IN,
         payment_hash=invoice.payment_hash,
         bolt11=invoice.bolt11,
@@ -202,7 +205,7 @@ def create_invoice(
     NodeError (DuplicateInvoice for a payment hash already used)."""
 
     def record(invoice):
-        return follow_invoice(invoice, wallet.merchant, memo=memo, extra=extra, webhook=webhook)
+        return follow_invoice(invoice, None, wallet=wallet, memo=memo, extra=extra, webhook=webhook)
 
     options = dict(purpose=PURPOSE, description_hash=description_hash, then=record)
     if payment_hash:
