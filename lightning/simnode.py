@@ -13,6 +13,9 @@ started it, and survives a restart. It pays its own invoices (no fee) and those 
 pretend remote payee (`POST /invoices`, signed with `remote.key`) over a pretend route that
 costs ROUTE_BASE_FEE_MSAT + 0.1% of the amount, rounded up. Control rules make payments fail,
 stay held in flight until released, or succeed after a delay (`POST /payments/rules`).
+One gap a real node does not have: a sim node SIGKILLed in the instant between one of its own
+invoices taking a payment and the payment recording it fails that payment on restart (a
+killed client, or a stopped node, loses nothing).
 
 Run it with `manage.py simnode --dir D` (or `python -m lightning.simnode --dir D`).
 """

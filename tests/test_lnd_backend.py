@@ -302,7 +302,9 @@ def test_settling_an_unpaid_hold_invoice_is_refused(lnd):
 def test_expired_invoice_is_canceled_and_cannot_be_paid(node, lnd):
     invoice = lnd.create_invoice(1_000, "too late", expiry_seconds=1)
     states = [update.state for update in lnd.subscribe_single(invoice.payment_hash, timeout=WAIT)]
-    assert states == ["OPEN", "CANCELED"]
+    # Creation times are whole seconds: on a busy machine the invoice may have expired
+    # before the stream opened, which then starts at CANCELED.
+    assert states in (["OPEN", "CANCELED"], ["CANCELED"])
     assert lnd.lookup_invoice(invoice.payment_hash).state == "CANCELED"
     status, answer = control_pay(node.directory, invoice.bolt11)
     assert (status, answer) == (409, {"error": "invoice has expired"})
