@@ -297,6 +297,8 @@ def refresh_from_node(invoice: Invoice) -> Invoice:
     except NodeError as exc:
         log.warning("could not look up invoice %s: %s", invoice.payment_hash, exc)
         return invoice
+    if node_invoice.state == "OPEN":
+        return invoice  # nothing new: no write, no second read (the page polls this)
     apply_invoice_update(node_invoice)
     # Whoever applied it (this call, or a concurrent one that won the update), the row
     # has it now.

@@ -171,6 +171,30 @@ class InvoiceError(Exception):
         return HTTP_STATUS.get(self.code, 400)
 
 
+class Watchers:
+    """The queues that follow one payment hash each (SubscribeSingleInvoice,
+    TrackPaymentV2). Used under the owning store's lock."""
+
+    def __init__(self):
+        self._by_hash: dict[bytes, set[queue.Queue]] = {}
+
+    def add(self, r_hash: bytes, events: queue.Queue) -> None:
+        self._by_hash.setdefault(r_hash, set()).add(events)
+
+    def discard(self, events: queue.Queue) -> None:
+        for r_hash, watchers in list(self._by_hash.items()):
+            watchers.discard(events)
+            if not watchers:
+                del self._by_hash[r_hash]
+
+    def publish(self, r_hash: bytes, row) -> None:
+        for events in self._by_hash.get(r_hash, ()):
+            events.put(row)
+
+    def all(self) -> set[queue.Queue]:
+        return set().union(*self._by_hash.values())
+
+
 class InvoiceStore:
     """The node's invoice database, and the fan-out of its changes to open streams.
 
@@ -186,7 +210,7 @@ class InvoiceStore:
         self._db.executescript(SCHEMA)
         self._add_chain()
         self._streams: set[queue.Queue] = set()  # SubscribeInvoices: adds and settles
-        self._watchers: dict[bytes, set[queue.Queue]] = {}  # SubscribeSingleInvoice
+        self._watchers = Watchers()  # SubscribeSingleInvoice
 
     def add(self, fields: dict) -> sqlite3.Row:
         with self._lock:
@@ -321,20 +345,17 @@ class InvoiceStore:
         with self._lock:
             self._expire_due()
             row = self._db.execute("SELECT * FROM invoices WHERE r_hash = ?", (r_hash,)).fetchone()
-            self._watchers.setdefault(r_hash, set()).add(events)
+            self._watchers.add(r_hash, events)
         return row, events
 
     def unsubscribe(self, events: queue.Queue) -> None:
         with self._lock:
             self._streams.discard(events)
-            for r_hash, watchers in list(self._watchers.items()):
-                watchers.discard(events)
-                if not watchers:
-                    del self._watchers[r_hash]
+            self._watchers.discard(events)
 
     def close(self) -> None:
         with self._lock:
-            for events in self._streams.union(*self._watchers.values()):
+            for events in self._streams | self._watchers.all():
                 events.put(None)
             self._db.close()
 
@@ -377,8 +398,7 @@ class InvoiceStore:
 
     def _publish(self, row: sqlite3.Row, added_or_settled: bool) -> None:
         # SubscribeInvoices carries adds and settles only, never ACCEPTED or CANCELED.
-        for events in self._watchers.get(row["r_hash"], ()):
-            events.put(row)
+        self._watchers.publish(row["r_hash"], row)
         if added_or_settled:
             for events in self._streams:
                 events.put(row)
@@ -395,7 +415,7 @@ class PaymentStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(PAYMENT_SCHEMA)
-        self._watchers: dict[bytes, set[queue.Queue]] = {}
+        self._watchers = Watchers()  # TrackPaymentV2
 
     def begin(
         self, r_hash: bytes, payment_request: str, value_msat: int, fee_limit_msat: int
@@ -614,21 +634,17 @@ class PaymentStore:
         events: queue.Queue = queue.Queue()
         with self._lock:
             row = self._get(r_hash)
-            self._watchers.setdefault(r_hash, set()).add(events)
+            self._watchers.add(r_hash, events)
         return row, events
 
     def unsubscribe(self, events: queue.Queue) -> None:
         with self._lock:
-            for r_hash, watchers in list(self._watchers.items()):
-                watchers.discard(events)
-                if not watchers:
-                    del self._watchers[r_hash]
+            self._watchers.discard(events)
 
     def close(self) -> None:
         with self._lock:
-            for watchers in self._watchers.values():
-                for events in watchers:
-                    events.put(None)
+            for events in self._watchers.all():
+                events.put(None)
             self._db.close()
 
     def _get(self, r_hash: bytes) -> sqlite3.Row | None:
@@ -638,8 +654,7 @@ class PaymentStore:
 
     def _changed(self, r_hash: bytes) -> sqlite3.Row:
         row = self._get(r_hash)
-        for events in self._watchers.get(r_hash, ()):
-            events.put(row)
+        self._watchers.publish(r_hash, row)
         return row
 
 

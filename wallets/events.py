@@ -7,13 +7,12 @@ the invoice was made gets `payment.completed`, signed like every delivery."""
 from webhooks.services import emit
 
 from .models import Payment
+from .serializers import payment_details
 
 
 def announce(payment: Payment, type: str) -> None:
     if payment.direction == Payment.Direction.IN and payment.tag:
         return
-    from .serializers import payment_details
-
     extra_urls = [payment.webhook] if type == "payment.completed" and payment.webhook else []
     emit(
         payment.wallet.merchant,

@@ -49,58 +49,6 @@ def payment_details(payment: Payment) -> dict:
     }
 
 
-class PaymentRequest(StrictJsonTypes, serializers.Serializer):
-    """`POST /api/v1/payments`: `out: false` receives (an invoice), `out: true` pays `bolt11`."""
-
-    out = serializers.BooleanField(
-        required=False,
-        default=False,
-        help_text="true pays `bolt11` (admin key); false (the default) creates an invoice.",
-    )
-    amount = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_SATS, help_text="Receiving: in sats."
-    )
-    memo = serializers.CharField(required=False, allow_blank=True, max_length=639, default="")
-    expiry = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_EXPIRY_SECONDS, default=3600
-    )
-    webhook = WebhookUrlField(
-        required=False,
-        allow_blank=True,
-        default="",
-        help_text="Called (signed, through the webhook outbox) once the invoice is paid.",
-    )
-    extra = serializers.DictField(required=False, default=dict)
-    payment_hash = serializers.RegexField(
-        HEX32,
-        required=False,
-        help_text="Makes a hold invoice for this hash: you keep the preimage, and settle "
-        "(or cancel) the payment once it is held.",
-    )
-    description_hash = serializers.RegexField(HEX32, required=False)
-    unhashed_description = serializers.RegexField(r"^(?:[0-9a-fA-F]{2})*$", required=False)
-    bolt11 = serializers.CharField(
-        required=False, max_length=7089, help_text="Paying: the invoice."
-    )
-
-    def validate(self, data):
-        if data["out"]:
-            if not data.get("bolt11"):
-                raise serializers.ValidationError({"bolt11": ["Required to pay (out: true)."]})
-            return data
-        if "amount" not in data:
-            raise serializers.ValidationError({"amount": ["Required to receive (out: false)."]})
-        # As LNbits: the invoice commits to a hash of the description (LNURL-pay's metadata)
-        # instead of carrying it; `description_hash` wins over `unhashed_description`.
-        if "description_hash" in data:
-            data["description_hash"] = data["description_hash"].lower()
-        elif "unhashed_description" in data:
-            data["description_hash"] = hashlib.sha256(
-                bytes.fromhex(data["unhashed_description"])
-            ).hexdigest()
-        return data
-
-
 class PreimageRequest(StrictJsonTypes, serializers.Serializer):
     preimage = serializers.RegexField(HEX32, help_text="The hold invoice's preimage, hex.")
 
@@ -180,24 +128,56 @@ class WalletDailyStats(serializers.Serializer):
     fee = _int()
 
 
-# The two shapes of POST /api/v1/payments, for the OpenAPI document (oneOf): which fields
-# each needs is something one flat serializer cannot say.
-class WalletReceive(serializers.Serializer):
+# POST /api/v1/payments has two shapes, told apart by `out` (oneOf in the OpenAPI document).
+class WalletReceive(StrictJsonTypes, serializers.Serializer):
+    """`out: false` (or no `out`): an invoice into the wallet."""
+
     out = serializers.ChoiceField(choices=[False], required=False, help_text="false: receive")
-    amount = serializers.IntegerField(min_value=1, max_value=MAX_SATS, help_text="sats")
-    memo = serializers.CharField(required=False, allow_blank=True, max_length=639)
-    expiry = serializers.IntegerField(required=False, min_value=1, max_value=MAX_EXPIRY_SECONDS)
-    webhook = serializers.URLField(required=False, allow_blank=True, max_length=2000)
-    extra = serializers.DictField(required=False)
-    payment_hash = serializers.RegexField(HEX32, required=False, help_text="a hold invoice")
+    amount = serializers.IntegerField(min_value=1, max_value=MAX_SATS, help_text="In sats.")
+    memo = serializers.CharField(required=False, allow_blank=True, max_length=639, default="")
+    expiry = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_EXPIRY_SECONDS, default=3600
+    )
+    webhook = WebhookUrlField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Called (signed, through the webhook outbox) once the invoice is paid.",
+    )
+    extra = serializers.DictField(required=False, default=dict)
+    payment_hash = serializers.RegexField(
+        HEX32,
+        required=False,
+        help_text="Makes a hold invoice for this hash: you keep the preimage, and settle "
+        "(or cancel) the payment once it is held.",
+    )
     description_hash = serializers.RegexField(HEX32, required=False)
     unhashed_description = serializers.RegexField(r"^(?:[0-9a-fA-F]{2})*$", required=False)
 
+    def validate(self, data):
+        # As LNbits: the invoice commits to a hash of the description (LNURL-pay's metadata)
+        # instead of carrying it; `description_hash` wins over `unhashed_description`.
+        if "description_hash" in data:
+            data["description_hash"] = data["description_hash"].lower()
+        elif "unhashed_description" in data:
+            data["description_hash"] = hashlib.sha256(
+                bytes.fromhex(data["unhashed_description"])
+            ).hexdigest()
+        return data
 
-class WalletPay(serializers.Serializer):
+
+class WalletPay(StrictJsonTypes, serializers.Serializer):
+    """`out: true`: pay `bolt11` (admin key)."""
+
     out = serializers.ChoiceField(choices=[True], help_text="true: pay (admin key)")
-    bolt11 = serializers.CharField(max_length=7089)
-    extra = serializers.DictField(required=False)
+    bolt11 = serializers.CharField(max_length=7089, help_text="The invoice to pay.")
+    extra = serializers.DictField(required=False, default=dict)
+
+
+def payment_request(data) -> serializers.Serializer:
+    """The serializer of this body's shape: paying when `out` is true, else receiving."""
+    out = data.get("out") if isinstance(data, dict) else None
+    return (WalletPay if out is True else WalletReceive)(data=data)
 
 
 PAYMENT_REQUEST = PolymorphicProxySerializer(

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from checkout.models import Merchant
@@ -75,15 +75,9 @@ class NotPayable(Exception):
 
 
 def wallet_for(merchant: Merchant) -> Wallet:
-    """The merchant's wallet, made on first use."""
-    found = Wallet.objects.filter(merchant=merchant).first()
-    if found:
-        return found
-    try:
-        with transaction.atomic():
-            return Wallet.objects.create(merchant=merchant, name=merchant.name)
-    except IntegrityError:  # made at the same moment by another request
-        return Wallet.objects.get(merchant=merchant)
+    """The merchant's wallet, made on first use (get_or_create reads it again when another
+    request made it at the same moment)."""
+    return Wallet.objects.get_or_create(merchant=merchant, defaults={"name": merchant.name})[0]
 
 
 def _move(payment: Payment, kind: str, amount_msat: int, invoice: Invoice | None = None) -> None:
@@ -110,8 +104,6 @@ def _move(payment: Payment, kind: str, amount_msat: int, invoice: Invoice | None
 
 def ledger_balance_msat(wallet: Wallet) -> int:
     """The balance recomputed from the ledger (the cached total must always equal it)."""
-    from django.db.models import Sum
-
     return wallet.entries.aggregate(total=Sum("amount_msat"))["total"] or 0
 
 

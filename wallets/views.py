@@ -22,15 +22,16 @@ from .serializers import (
     HistoryQuery,
     ListQuery,
     PaymentHashRequest,
-    PaymentRequest,
     PreimageRequest,
     WalletDailyStats,
     WalletHistoryEntry,
+    WalletPay,
     WalletPaymentDetails,
     WalletPaymentsPage,
     WalletStats,
     WalletTagCount,
     payment_details,
+    payment_request,
 )
 
 TAG = ["wallet (LNbits payments API)"]
@@ -49,6 +50,12 @@ class WalletView(APIView):
         """For reads and lookups: None until the merchant has a wallet (nothing is written
         for a request that only reads, or that is refused)."""
         return selectors.wallet_of(self.request.merchant)
+
+    def payment_or_404(self, checking_id: str) -> Payment:
+        payment = selectors.payment_of(self.existing_wallet(), checking_id)
+        if payment is None:
+            raise Problem(404, "not_found", "Payment does not exist.")
+        return payment
 
     def is_admin(self) -> bool:
         return isinstance(self.request.auth, ApiKey) and self.request.auth.kind == "admin"
@@ -146,11 +153,11 @@ class PaymentsView(WalletView):
         },
     )
     def post(self, request):
-        data = PaymentRequest(data=request.data)
+        data = payment_request(request.data)
         data.is_valid(raise_exception=True)
         body = data.validated_data
         wallet = self.wallet()
-        if body["out"]:
+        if isinstance(data, WalletPay):
             if not self.is_admin():
                 raise Problem(403, "forbidden", "Paying needs the wallet's admin key.")
             try:
@@ -187,9 +194,7 @@ class PaymentsView(WalletView):
                 409, "duplicate_payment_hash", "An invoice with this payment_hash exists already."
             ) from exc
         except NodeError as exc:
-            raise Problem(
-                503, "node_unavailable", f"The Lightning node did not answer: {exc}"
-            ) from exc
+            raise _node_unavailable(exc) from exc
         return Response(
             {
                 "payment_hash": payment.payment_hash,
@@ -263,10 +268,6 @@ class DailyStatsView(WalletView):
         return Response(selectors.daily(self.existing_wallet()))
 
 
-def _hold_problem(exc: services.HoldError) -> Problem:
-    return Problem(exc.status, exc.error, str(exc))
-
-
 class PaymentDetailView(WalletView):
     """GET with any key (or none: then only whether it is paid); PUT settles a held payment
     (body {preimage}), DELETE cancels it, with the admin key."""
@@ -275,12 +276,6 @@ class PaymentDetailView(WalletView):
         if self.request is not None and self.request.method in ("GET", "HEAD"):
             return [AllowAny()]
         return [AdminKeyRequired()]
-
-    def _payment(self, checking_id):
-        payment = selectors.payment_of(self.existing_wallet(), checking_id)
-        if payment is None:
-            raise Problem(404, "not_found", "Payment does not exist.")
-        return payment
 
     @extend_schema(
         operation_id="wallet_payments_retrieve",
@@ -291,7 +286,7 @@ class PaymentDetailView(WalletView):
     )
     def get(self, request, checking_id):
         if isinstance(request.auth, ApiKey):
-            payment = self._payment(checking_id)
+            payment = self.payment_or_404(checking_id)
         else:
             payment = selectors.any_payment(checking_id)
             if payment is None:
@@ -315,8 +310,8 @@ class PaymentDetailView(WalletView):
     def put(self, request, checking_id):
         data = PreimageRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        _settle(self._payment(checking_id), data.validated_data["preimage"])
-        return Response({"detail": "Payment settled"})
+        preimage = data.validated_data["preimage"]
+        return _hold(services.settle_hold, self.payment_or_404(checking_id), preimage)
 
     @extend_schema(
         operation_id="wallet_payments_cancel_by_id",
@@ -326,26 +321,25 @@ class PaymentDetailView(WalletView):
         responses={200: DETAIL, **problems(401, 403, 404, 409, 503)},
     )
     def delete(self, request, checking_id):
-        _cancel(self._payment(checking_id))
-        return Response({"detail": "Payment cancelled"})
+        return _hold(services.cancel_hold, self.payment_or_404(checking_id))
 
 
-def _settle(payment, preimage):
+HOLD_DONE = {services.settle_hold: "Payment settled", services.cancel_hold: "Payment cancelled"}
+
+
+def _hold(action, payment: Payment, *args) -> Response:
+    """Settle or cancel a hold invoice's payment: LNbits' answer, or the problem."""
     try:
-        services.settle_hold(payment, preimage)
+        action(payment, *args)
     except services.HoldError as exc:
-        raise _hold_problem(exc) from exc
+        raise Problem(exc.status, exc.error, str(exc)) from exc
     except NodeError as exc:
-        raise Problem(503, "node_unavailable", f"The Lightning node did not answer: {exc}") from exc
+        raise _node_unavailable(exc) from exc
+    return Response({"detail": HOLD_DONE[action]})
 
 
-def _cancel(payment):
-    try:
-        services.cancel_hold(payment)
-    except services.HoldError as exc:
-        raise _hold_problem(exc) from exc
-    except NodeError as exc:
-        raise Problem(503, "node_unavailable", f"The Lightning node did not answer: {exc}") from exc
+def _node_unavailable(exc: NodeError) -> Problem:
+    return Problem(503, "node_unavailable", f"The Lightning node did not answer: {exc}")
 
 
 class SettleView(WalletView):
@@ -365,8 +359,7 @@ class SettleView(WalletView):
         payment = selectors.payment_of_preimage(self.existing_wallet(), preimage)
         if payment is None:
             raise Problem(404, "not_found", "No hold invoice of this wallet has that preimage.")
-        _settle(payment, preimage)
-        return Response({"detail": "Payment settled"})
+        return _hold(services.settle_hold, payment, preimage)
 
 
 class CancelView(WalletView):
@@ -382,11 +375,8 @@ class CancelView(WalletView):
     def post(self, request):
         data = PaymentHashRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        payment = selectors.payment_of(self.existing_wallet(), data.validated_data["payment_hash"])
-        if payment is None:
-            raise Problem(404, "not_found", "Payment does not exist.")
-        _cancel(payment)
-        return Response({"detail": "Payment cancelled"})
+        payment = self.payment_or_404(data.validated_data["payment_hash"])
+        return _hold(services.cancel_hold, payment)
 
 
 class WalletDetailView(WalletView):
