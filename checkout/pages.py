@@ -1,8 +1,8 @@
 """The buyer-facing pages: the hosted checkout page, its status endpoint, /privacy, /terms.
 
-The page learns about the payment by polling the status endpoint once a second rather than
-by server-sent events: a poll is one indexed query, works behind any proxy or CDN, and does
-not hold a web-server thread per open page (gunicorn's threaded workers would run out).
+The page hears of the payment on a WebSocket (checkout.consumers, pushed by realtime.push)
+and polls the status endpoint once a second only while the socket is not open: a poll is
+one indexed query and works behind any proxy, so the page turns paid either way.
 """
 
 from decimal import Decimal
@@ -135,6 +135,7 @@ def checkout_page(request, invoice_id):
             "invoiceId": checkout.public_id,
             "status": status,
             "statusUrl": f"/checkout/{checkout.public_id}/status",
+            "socketUrl": f"/ws/checkout/{checkout.public_id}",
             "expiresAt": invoice.expires_at.isoformat(),
             "serverNow": timezone.now().isoformat(),
             "bolt11": invoice.bolt11,

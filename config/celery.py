@@ -4,7 +4,7 @@ import os
 
 from celery import Celery
 
-from lightning.worker import WatcherStep
+from lightning.worker import BeatThreadStep, WatcherStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -12,6 +12,7 @@ app = Celery("zapgate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["worker"].add(WatcherStep)
+app.steps["worker"].add(BeatThreadStep)
 
 
 def declare_queues(url: str | None = None) -> None:

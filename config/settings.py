@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "webhooks",
     "l402",
     "wallets",
+    "realtime",
     "axes",
 ]
 
@@ -247,6 +248,34 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+# Run Celery beat as a thread inside the worker (lightning.worker.BeatThreadStep): for a
+# single worker, as `make run` has it. With several workers, run `celery beat` on its own.
+WORKER_BEAT = env.bool("WORKER_BEAT", default=False)
+
+# --- Serving and push (realtime) ----------------------------------------------------
+# Threads per web process for HTTP requests (config.asgi); WebSockets do not use them.
+WEB_THREADS = env.int("WEB_THREADS", default=8)
+# The push transport between processes (realtime.push): Redis when PUSH_REDIS_URL is set,
+# which it is by default when the Celery broker is Redis; else the embedded transport
+# through the database ("" turns Redis off for push).
+_broker_redis = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+PUSH_REDIS_URL = env.str("PUSH_REDIS_URL", default=_broker_redis)
+# The embedded transport on SQLite: how often each web process with open sockets looks for
+# new messages, and how long messages are kept.
+PUSH_POLL_SECONDS = env.float("PUSH_POLL_SECONDS", default=0.02)
+PUSH_KEEP_SECONDS = env.float("PUSH_KEEP_SECONDS", default=300.0)
+# Open sockets per client address (CLIENT_IP_HEADER decides the address) per web process;
+# one more is refused at the handshake.
+PUSH_MAX_SOCKETS_PER_ADDRESS = env.int("PUSH_MAX_SOCKETS_PER_ADDRESS", default=20)
+if PUSH_REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [PUSH_REDIS_URL], "prefix": "zapgate-push"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "realtime.push.DatabaseChannelLayer"}}
 
 # --- checkout settings (owned by the checkout app) ---------------------------------
 # The operator's privacy policy and terms for /privacy and /terms: paths to UTF-8 text files
@@ -438,6 +467,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "lightning.tasks.retry_pending_reactions",
         "schedule": 10.0,
     },
+    "prune-push-messages": {"task": "realtime.tasks.prune_push_messages", "schedule": 60.0},
     **CHECKOUT_CELERY_BEAT_SCHEDULE,
     **WEBHOOKS_CELERY_BEAT_SCHEDULE,
     **SHOPIFY_CELERY_BEAT_SCHEDULE,

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo merchant, then run the web server, a Celery worker
-(with the invoice watcher) and Celery beat together; Ctrl-C stops all of them."""
+"""`make run`: migrate, seed the demo merchant, then run the web server (granian: HTTP and
+WebSockets) and a Celery worker (with the invoice watcher and, as a thread, Celery beat)
+together; Ctrl-C stops all of them. README's Production section says what to run instead."""
 
 import os
 import signal
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # Embedded defaults for a local demo; anything already in the environment wins.
+os.environ.setdefault("WORKER_BEAT", "true")  # beat inside the one worker: a process less
 os.environ.setdefault("ZAPGATE_DEV_MODE", "true")
 os.environ.setdefault("WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
 os.environ.setdefault("L402_PROXY_ALLOW_PRIVATE_TARGETS", "true")
@@ -22,8 +24,11 @@ os.environ.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{PORT}")
 
 def manage(*args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, check=True, capture_output=True, text=True
+        [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True
     )
+    if result.returncode != 0:  # say why, not only that it failed
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"manage.py {' '.join(args)} failed (exit {result.returncode})")
     return result.stdout
 
 
@@ -33,28 +38,21 @@ def main() -> int:
     # Before the processes start: they would race to create the embedded broker's queue.
     manage("declare_queues")
     commands = {
+        # One process answers HTTP and WebSockets (config.asgi); see README, Production.
         "web": [
-            str(BIN / "gunicorn"),
-            "config.wsgi",
-            "--bind",
-            f"127.0.0.1:{PORT}",
+            str(BIN / "granian"),
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            PORT,
             "--workers",
-            "2",
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "8",
-            # Longer than the idle time of common client connection pools (gunicorn's 2 s
-            # default reset connections that clients reused after 2 s); nginx and AWS load
-            # balancers use 75 and 60 s.
-            "--keep-alive",
-            "75",
-            # The longest request line gunicorn takes (its default is 4094 bytes): a query
-            # of the documented maximum lengths, percent-encoded, fits (else an HTML 414).
-            "--limit-request-line",
-            "8190",
-            "--access-logfile",
-            "-",
+            os.environ.get("WEB_PROCESSES", "2"),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "config.asgi:application",
         ],
         "worker": [
             str(BIN / "celery"),
@@ -70,7 +68,6 @@ def main() -> int:
             "--without-gossip",
             "--without-mingle",
         ],
-        "beat": [str(BIN / "celery"), "-A", "config", "beat", "--loglevel", "INFO"],
     }
     procs = {name: subprocess.Popen(cmd, cwd=ROOT) for name, cmd in commands.items()}
     base = os.environ["PUBLIC_BASE_URL"]

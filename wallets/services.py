@@ -37,7 +37,7 @@ from lightning.backends.base import (
 )
 from lightning.models import Invoice
 
-from . import events
+from . import events, live
 from .models import LedgerEntry, Payment, Wallet
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,7 @@ def invoice_changed(invoice: Invoice, from_state: str, to_state: str) -> None:
             payment.refresh_from_db()
             _move(payment, LedgerEntry.Kind.CREDIT, amount, invoice=invoice)
             events.announce(payment, "payment.completed")
+            live.announce(payment)
     elif to_state == "accepted":
         events.announce(payment, "payment.held")
     elif to_state in (Invoice.State.EXPIRED, Invoice.State.CANCELED):
@@ -176,6 +177,7 @@ def invoice_changed(invoice: Invoice, from_state: str, to_state: str) -> None:
             status=Payment.Status.FAILED, failure_reason=reason
         ):
             payment.refresh_from_db()
+            live.announce(payment)
             if to_state == Invoice.State.CANCELED:
                 events.announce(payment, "payment.canceled")
 
@@ -352,6 +354,7 @@ def succeed(payment_id: int, preimage: str, fee_msat: int) -> Payment:
                 )
             _move(payment, LedgerEntry.Kind.SETTLE, payment.fee_limit_msat - fee_msat)
             events.announce(payment, "payment.sent")
+            live.announce(payment)
     return payment
 
 
@@ -371,6 +374,7 @@ def fail(payment_id: int, reason: str) -> Payment:
                 payment.amount_msat + payment.fee_limit_msat,
             )
             events.announce(payment, "payment.failed")
+            live.announce(payment)
     return payment
 
 

@@ -1,5 +1,6 @@
-// The hosted checkout page: live status (a poll of /checkout/<id>/status every second),
-// countdown, copy button, dev wallet, and "start again" for an expired product checkout.
+// The hosted checkout page: live status (pushed over a WebSocket, /ws/checkout/<id>; while
+// the socket is not open, a poll of /checkout/<id>/status every second), countdown, copy
+// button, dev wallet, and "start again" for an expired product checkout.
 (function () {
   "use strict";
 
@@ -12,6 +13,9 @@
   var expiresAt = Date.parse(data.expiresAt);
   var pollTimer = null;
   var countdownTimer = null;
+  var socket = null;
+  var socketOpen = false;
+  var socketRetry = 1000;
 
   function $(id) {
     return document.getElementById(id);
@@ -37,6 +41,7 @@
     if (status !== "unpaid") {
       clearTimeout(pollTimer);
       clearInterval(countdownTimer);
+      if (socket) socket.close();
     }
     if (status === "paid" && wasUnpaid) followRedirectSoon();
     var heading = document.querySelector("#state-" + status + " h2");
@@ -60,8 +65,47 @@
         /* offline for a moment: the next poll tries again */
       })
       .then(function () {
-        if (status === "unpaid") pollTimer = setTimeout(poll, POLL_MS);
+        if (status === "unpaid" && !socketOpen) pollTimer = setTimeout(poll, POLL_MS);
       });
+  }
+
+  // The socket sends the status when it opens and whenever it changes. While it is not
+  // open (no WebSocket, a proxy that drops it, a restart), the poll above runs instead, and
+  // the socket is tried again with a growing pause.
+  function listen() {
+    if (!window.WebSocket || !data.socketUrl || status !== "unpaid") return;
+    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + data.socketUrl;
+    try {
+      socket = new WebSocket(url);
+    } catch (e) {
+      return;
+    }
+    socket.onopen = function () {
+      socketOpen = true;
+      document.body.dataset.push = "open";
+      socketRetry = 1000;
+      clearTimeout(pollTimer);
+    };
+    socket.onmessage = function (event) {
+      var body = null;
+      try {
+        body = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (body && body.status) show(body.status);
+    };
+    socket.onclose = function () {
+      var wasOpen = socketOpen;
+      socketOpen = false;
+      delete document.body.dataset.push;
+      socket = null;
+      if (status !== "unpaid") return;
+      if (wasOpen) poll(); // anything missed while it closed
+      else if (!pollTimer) pollTimer = setTimeout(poll, POLL_MS);
+      setTimeout(listen, socketRetry);
+      socketRetry = Math.min(socketRetry * 2, 30000);
+    };
   }
 
   // --- countdown -----------------------------------------------------------------------
@@ -194,6 +238,7 @@
     tick();
     countdownTimer = setInterval(tick, 1000);
     pollTimer = setTimeout(poll, POLL_MS);
+    listen();
     // Back from the wallet app: check at once rather than at the next tick.
     document.addEventListener("visibilitychange", function () {
       if (!document.hidden && status === "unpaid") poll();
