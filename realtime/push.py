@@ -26,10 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
-from django.db.models import Max
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from .models import PushMessage
@@ -93,8 +93,21 @@ class DatabaseChannelLayer(InMemoryChannelLayer):
         self._follower: asyncio.Task | None = None
         self._cursor: int | None = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="push-follower")
+        self._db = None  # the follower's own connection, used on its thread only
         self._ready = asyncio.Event()
         self._resync_due = False
+        self.reads = 0  # reads of the table (or wake-ups on PostgreSQL), for the tests
+
+    async def stop(self):
+        """End the follower and close its connection (tests; a process just exits)."""
+        if self._follower is not None:
+            self._follower.cancel()
+            try:
+                await self._follower
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._follower = None
+        await self._run(self._close_db)
 
     # --- what consumers call ----------------------------------------------------------
     async def group_add(self, group, channel):
@@ -107,15 +120,31 @@ class DatabaseChannelLayer(InMemoryChannelLayer):
         data = message.get("data") if message.get("type") == MESSAGE_TYPE else None
         if data is None:
             raise ValueError("DatabaseChannelLayer only carries push messages")
-        await self._run(publish, group, data)
+        await database_sync_to_async(publish)(group, data)
 
     # --- the follower -----------------------------------------------------------------
     async def _run(self, func, *args):
-        def call():
-            close_old_connections()
-            return func(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, func, *args)
 
-        return await asyncio.get_running_loop().run_in_executor(self._reader, call)
+    # On the follower's thread: a connection of its own, apart from requests' and from
+    # Django's per-thread handling, and plain SQL (no ORM query to build every poll).
+    def _connection(self):
+        if self._db is None:
+            self._db = connections.create_connection("default")
+        return self._db
+
+    def _close_db(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _query(self, sql: str, params=()):
+        db = self._connection()
+        table = db.ops.quote_name(PushMessage._meta.db_table)
+        group = db.ops.quote_name("group")
+        with db.cursor() as cursor:
+            cursor.execute(sql.format(table=table, group=group), params)
+            return cursor.fetchall()
 
     async def _ensure_follower(self):
         if self._follower is None or self._follower.done():
@@ -126,7 +155,7 @@ class DatabaseChannelLayer(InMemoryChannelLayer):
         await self._ready.wait()
 
     async def _follow(self):
-        vendor = await self._run(lambda: connection.vendor)
+        vendor = await self._run(lambda: self._connection().vendor)
         while True:
             try:
                 if vendor == "postgresql":
@@ -138,13 +167,13 @@ class DatabaseChannelLayer(InMemoryChannelLayer):
             except Exception as exc:
                 log.warning("push follower failed (%r); reconnecting", exc)
                 self._resync_due = True
-                await self._run(connection.close)
+                self._ready.set()  # sockets still open and read; they read again once back
+                await self._run(self._close_db)
                 await asyncio.sleep(1.0)
 
     async def _start_cursor(self):
-        self._cursor = await self._run(
-            lambda: PushMessage.objects.aggregate(last=Max("pk"))["last"] or 0
-        )
+        rows = await self._run(self._query, "SELECT MAX(id) FROM {table}")
+        self._cursor = rows[0][0] or 0
 
     async def _poll(self):
         interval = self.poll_seconds or settings.PUSH_POLL_SECONDS
@@ -160,23 +189,22 @@ class DatabaseChannelLayer(InMemoryChannelLayer):
                 await self._start_cursor()
                 self._ready.set()
             rows = await self._run(self._fetch_after, self._cursor)
+            self.reads += 1
             if rows:
                 self._cursor = rows[-1][0]
                 await self._deliver(rows)
             await asyncio.sleep(interval)
 
-    @staticmethod
-    def _fetch_after(cursor: int):
-        return list(
-            PushMessage.objects.filter(pk__gt=cursor)
-            .order_by("pk")
-            .values_list("pk", "group", "payload")[:1000]
+    def _fetch_after(self, cursor: int):
+        return self._query(
+            "SELECT id, {group}, payload FROM {table} WHERE id > %s ORDER BY id LIMIT 1000",
+            [cursor],
         )
 
     async def _listen(self):
         import psycopg
 
-        params = await self._run(connection.get_connection_params)
+        params = await self._run(lambda: self._connection().get_connection_params())
         params = {k: v for k, v in params.items() if k not in ("context", "cursor_factory")}
         conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
         try:
@@ -190,6 +218,7 @@ class DatabaseChannelLayer(InMemoryChannelLayer):
                 if not ids:
                     await conn.execute("SELECT 1")  # a dead connection shows here
                     continue
+                self.reads += 1
                 cursor = await conn.execute(
                     'SELECT id, "group", payload FROM realtime_pushmessage '
                     "WHERE id = ANY(%s) ORDER BY id",

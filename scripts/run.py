@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`make run`: migrate, seed the demo merchant, then run the web server (granian: HTTP and
+"""`make run`: migrate, seed the demo merchant, then run the web server (uvicorn: HTTP and
 WebSockets) and a Celery worker (with the invoice watcher and, as a thread, Celery beat)
 together; Ctrl-C stops all of them. README's Production section says what to run instead."""
 
@@ -22,6 +22,24 @@ PORT = os.environ.setdefault("PORT", "8000")
 os.environ.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{PORT}")
 
 
+# uvicorn as README's Production section runs it: httptools, uvloop, the sans-I/O
+# WebSocket protocol (the lightest per idle socket), idle connections kept 75 s for clients'
+# connection pools (uvicorn's 5 s default reset connections that clients reused).
+SERVER_OPTIONS = [
+    "--http",
+    "httptools",
+    "--loop",
+    "uvloop",
+    "--ws",
+    "websockets-sansio",
+    "--timeout-keep-alive",
+    "75",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+]
+
+
 def manage(*args: str) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True
@@ -39,20 +57,18 @@ def main() -> int:
     manage("declare_queues")
     commands = {
         # One process answers HTTP and WebSockets (config.asgi); see README, Production.
+        # One web process by default: with the worker, the demo fits in the memory of
+        # LNbits' two processes; WEB_PROCESSES=2 uses both cores of a small machine.
         "web": [
-            str(BIN / "granian"),
-            "--interface",
-            "asgi",
+            str(BIN / "uvicorn"),
+            "config.asgi:application",
             "--host",
             "127.0.0.1",
             "--port",
             PORT,
             "--workers",
-            os.environ.get("WEB_PROCESSES", "2"),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "config.asgi:application",
+            os.environ.get("WEB_PROCESSES", "1"),
+            *SERVER_OPTIONS,
         ],
         "worker": [
             str(BIN / "celery"),

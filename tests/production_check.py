@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The production profile, end to end: clone this repository (what is committed) into a
-scratch folder, start the processes `deploy/Procfile` names (granian, a Celery worker,
+scratch folder, start the processes `deploy/Procfile` names (uvicorn, a Celery worker,
 beat) on PostgreSQL and Redis, and drive one payment through them: an invoice made over
 the API, its hosted page open in headless Chromium, paid, and the page turning "Paid" by
 push (its socket open, no status poll). CI runs it (.ci/run); exits non-zero on failure.
@@ -149,7 +149,7 @@ def main() -> int:
         status = httpx.get(f"{base}/checkout/{checkout['invoiceId']}/status").json()
         assert status["status"] == "paid", status
         print(
-            f"production profile (granian, Celery worker, beat; PostgreSQL, Redis): "
+            f"production profile (uvicorn, Celery worker, beat; PostgreSQL, Redis): "
             f"checkout {checkout['invoiceId']} paid; the page showed it by push in {took:.0f} ms"
         )
         return 0

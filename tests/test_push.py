@@ -1,4 +1,4 @@
-"""Push over WebSockets, through the stack `make run` starts (granian serving HTTP and
+"""Push over WebSockets, through the stack `make run` starts (uvicorn serving HTTP and
 WebSockets, a Celery worker with the watcher): the hosted page's socket, LNbits'
 `/api/v1/ws/{id}`, their limits, and the page in a real Chromium turning paid by push.
 
