@@ -10,8 +10,11 @@ worker with the watcher, and beat, so the periodic sweeps run alongside as in
 production), on a free loopback port, and talks to it only over HTTP with the demo
 merchant's admin key that run.py prints last in its banner. It measures with `hey`:
 POST /api/checkout/invoices at concurrency 32 and at 1 (p50), and
-GET /checkout/{id}/status of a fresh open invoice at 32. Then it stops the gateway,
-seeds the same database, starts it again and measures again.
+GET /checkout/{id}/status of a fresh open invoice at 32, and the server's CPU per request
+(the whole gateway and its PostgreSQL backends: it does not depend on what else runs on
+the machine, requests per second do). Two databases, one empty and one seeded with `-n`
+invoices, are measured in turns (--rounds), so both see the same machine; it prints each
+round, the medians and their ratio. --reuse keeps the seeded database of an earlier run.
 
 PostgreSQL: the database `zg_bench_growth` (--pg-name) at BENCH_POSTGRES_URL (made afresh), with
 Redis as the broker (BENCH_REDIS_URL, default redis://127.0.0.1:6379/12); SQLite: the
@@ -70,12 +73,24 @@ def environment(database: str, data_dir: Path, fresh: bool, pg_name: str) -> dic
     return env
 
 
+def free_port(first: int = 18450, last: int = 18499) -> int:
+    """A free loopback port in this project's benchmark range."""
+    import socket
+
+    for port in range(first, last + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit(f"no free port in {first}-{last}")
+
+
 class Gateway:
     """scripts/run.py on a free port; the admin key is the last line of its banner."""
 
     def __init__(self, env: dict):
-        from _setup import free_port
-
         self.port = free_port()
         self.env = dict(env, PORT=str(self.port))
         self.log = open(Path(env["ZAPGATE_DATA_DIR"]) / "run.log", "ab")
@@ -138,22 +153,88 @@ class Gateway:
         self.stop()
 
 
-def hey(gateway: Gateway, seconds: float, concurrency: int, path: str, post: bool) -> dict:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def descendants(root: int) -> list[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return found
+
+
+def cpu_seconds(pids) -> dict[int, float]:
+    cpu = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu
+
+
+class ServerCpu:
+    """CPU of the whole gateway (web, worker with the watcher, beat) and of the PostgreSQL
+    backends serving its database: unlike requests per second, it does not depend on what
+    else runs on the machine. The sweeps' share is in it, as it is in production."""
+
+    def __init__(self, gateway: "Gateway"):
+        self.gateway = gateway
+
+    def pids(self) -> list[int]:
+        pids = descendants(self.gateway.proc.pid)
+        url = self.gateway.env.get("DATABASE_URL", "")
+        if url.startswith("postgres"):
+            import psycopg
+
+            with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as conn:
+                rows = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchall()
+            pids += [row[0] for row in rows]
+        return pids
+
+    def snapshot(self) -> dict[int, float]:
+        return cpu_seconds(self.pids())
+
+    def since(self, before: dict[int, float]) -> float:
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in self.snapshot().items())
+
+
+def hey(gateway: "Gateway", seconds: float, concurrency: int, path: str, post: bool) -> dict:
     command = ["hey", "-z", f"{seconds}s", "-c", str(concurrency), "-t", "30"]
     if post:
         command += ["-m", "POST", "-T", "application/json", "-d", CREATE_BODY]
         command += ["-H", f"X-Api-Key: {gateway.key}"]
+    server = ServerCpu(gateway)
+    before = server.snapshot()
     out = subprocess.run(
         [*command, gateway.base + path], capture_output=True, text=True, check=True
     ).stdout
+    cpu = server.since(before)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = re.search(r"50%+ in ([\d.]+) secs", out)
-    codes = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    codes = {code: int(n) for code, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
     bad = {c: n for c, n in codes.items() if c not in ("200", "201")}
-    return {"rate": rate, "p50_ms": float(p50.group(1)) * 1000 if p50 else None, "bad": bad}
+    return {
+        "rate": rate,
+        "p50_ms": float(p50.group(1)) * 1000 if p50 else None,
+        "cpu_ms": 1000 * cpu / max(1, sum(codes.values())),
+        "bad": bad,
+    }
 
 
-def measure(gateway: Gateway, seconds: float) -> dict:
+def measure(gateway: "Gateway", seconds: float) -> dict:
     status, body = gateway.request("POST", "/api/checkout/invoices", CREATE_BODY)
     if status != 201:
         raise SystemExit(f"create answered {status}: {body[:300]!r}")
@@ -171,41 +252,94 @@ def measure(gateway: Gateway, seconds: float) -> dict:
 
 
 def show(label: str, figures: dict) -> None:
+    c32, c1, s32 = figures["create_32"], figures["create_1"], figures["status_32"]
     print(
-        f"  {label:10} create c=32 {figures['create_32']['rate']:7.1f}/s   "
-        f"create c=1 p50 {figures['create_1']['p50_ms']:6.1f} ms   "
-        f"status c=32 {figures['status_32']['rate']:7.1f}/s",
+        f"  {label:14} create c=32 {c32['rate']:6.1f}/s ({c32['cpu_ms']:5.2f} ms CPU)   "
+        f"create c=1 p50 {c1['p50_ms']:5.1f} ms ({c1['cpu_ms']:5.2f} ms CPU)   "
+        f"status c=32 {s32['rate']:6.1f}/s ({s32['cpu_ms']:5.2f} ms CPU)",
         flush=True,
     )
 
 
-def run_growth(args) -> None:
-    data_dir = Path(args.data_dir or f"/tmp/zapgate-bench-growth-{args.database}")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = environment(args.database, data_dir, fresh=True, pg_name=args.pg_name)
-    print(f"{args.database}: data in {data_dir}", flush=True)
-    with Gateway(env) as gateway:
-        empty = measure(gateway, args.seconds)
-    show("empty", empty)
-    print(f"seeding {args.n:,} invoices ...", flush=True)
-    subprocess.run(
-        [sys.executable, "bench/seed_invoices.py", "-n", str(args.n)],
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def summary(rounds: list[dict]) -> dict:
+    """The median of each figure over the rounds."""
+    return {
+        name: {key: median([r[name][key] for r in rounds]) for key in ("rate", "p50_ms", "cpu_ms")}
+        for name in rounds[0]
+    }
+
+
+def invoice_count(env: dict) -> int:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from lightning.models import Invoice; "
+            "print(Invoice.objects.count())",
+        ],
         cwd=ROOT,
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
+        env=dict(env, DJANGO_SETTINGS_MODULE="config.settings"),
+        capture_output=True,
+        text=True,
     )
-    with Gateway(env) as gateway:
-        time.sleep(args.settle)  # the watcher's start and the first sweeps
-        seeded = measure(gateway, args.seconds)
+    return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+
+
+def run_growth(args) -> None:
+    """Two databases, one empty and one seeded, measured in turns (`--rounds`), so both
+    see the same machine; medians of the rounds and their ratio."""
+    base = Path(args.data_dir or f"/tmp/zapgate-bench-growth-{args.database}")
+    label = f"{args.n / 1e6:g}M invoices"
+    envs = {}
+    for name, pg_name in (("empty", f"{args.pg_name}_empty"), (label, args.pg_name)):
+        data_dir = base / ("empty" if name == "empty" else "seeded")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        reuse = args.reuse and name != "empty"
+        env = environment(args.database, data_dir, fresh=not reuse, pg_name=pg_name)
+        envs[name] = env
+    print(f"{args.database}: data in {base}/{{empty,seeded}}", flush=True)
+    have = invoice_count(envs[label]) if args.reuse else 0
+    if have < args.n:
+        print(f"seeding {args.n - have:,} invoices ...", flush=True)
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "bench/seed_invoices.py", "-n", str(args.n - have)],
+            cwd=ROOT,
+            env=envs[label],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        print(f"  seeded in {time.perf_counter() - started:.0f} s", flush=True)
+    results = {name: [] for name in envs}
+    for round_number in range(1, args.rounds + 1):
+        for name, env in envs.items():
+            with Gateway(env) as gateway:
+                time.sleep(args.settle)  # the watcher's start and the first sweeps
+                figures = measure(gateway, args.seconds)
+            results[name].append(figures)
+            show(f"{name} #{round_number}", figures)
+    medians = {name: summary(rounds) for name, rounds in results.items()}
+    empty, seeded = medians["empty"], medians[label]
+    print(f"medians of {args.rounds} rounds:")
     show("empty", empty)
-    show(f"{args.n / 1e6:g}M rows", seeded)
+    show(label, seeded)
+
+    def ratio(name, key):
+        return seeded[name][key] / empty[name][key]
+
     print(
-        f"  ratio      create c=32 {seeded['create_32']['rate'] / empty['create_32']['rate']:.2f}"
-        f"         create c=1 p50 "
-        f"{seeded['create_1']['p50_ms'] / empty['create_1']['p50_ms']:.2f}"
-        f"            status c=32 "
-        f"{seeded['status_32']['rate'] / empty['status_32']['rate']:.2f}",
+        f"  {'seeded/empty':14} create c=32 {ratio('create_32', 'rate'):6.2f}x "
+        f"(CPU {ratio('create_32', 'cpu_ms'):.2f}x)      "
+        f"create c=1 p50 {ratio('create_1', 'p50_ms'):5.2f}x "
+        f"(CPU {ratio('create_1', 'cpu_ms'):.2f}x)"
+        f"      status c=32 {ratio('status_32', 'rate'):6.2f}x "
+        f"(CPU {ratio('status_32', 'cpu_ms'):.2f}x)",
         flush=True,
     )
 
@@ -391,6 +525,10 @@ def main():
     parser.add_argument("-n", type=int, default=1_000_000, help="invoices to seed")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
     parser.add_argument("--settle", type=float, default=10.0, help="wait after the start")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of empty and seeded")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the seeded database of an earlier run"
+    )
     parser.add_argument("--pg-name", default="zg_bench_growth", help="PostgreSQL database")
     parser.add_argument("--data-dir", help="default /tmp/zapgate-bench-growth-<database>")
     parser.add_argument("--explain", action="store_true", help="query plans, no server")
