@@ -104,10 +104,12 @@ class Payment(models.Model):
         indexes = [
             models.Index(fields=["wallet", "-created_at"]),
             models.Index(fields=["payment_hash"]),
+            # The sweep's outgoing payments in flight, oldest first: an index in id order,
+            # or SQLite prefers reading every payment by id to sorting this handful.
             models.Index(
-                fields=["next_check_at"],
+                fields=["id"],
                 condition=Q(status="pending", direction="out"),
-                name="wallet_payments_in_flight",
+                name="wallet_payments_out_pending",
             ),
         ]
 
