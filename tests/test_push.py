@@ -175,6 +175,24 @@ def a_reconnecting_key_socket_gets_what_it_missed_with_since(stack):
     assert replayed[-2:] == hashes and len(set(replayed)) == len(replayed)
 
 
+def a_key_revoked_while_its_socket_is_open_closes_it(stack):
+    from checkout.models import ApiKey, Merchant
+    from checkout.services import issue_api_key, revoke_api_key
+
+    key, raw = issue_api_key(Merchant.objects.get(), ApiKey.Kind.INVOICE, "socket")
+
+    async def scenario():
+        async with websockets.connect(ws_url(stack, f"/api/v1/ws/{raw}")) as socket:
+            await asyncio.to_thread(revoke_api_key, key)
+            made = api(stack, "POST", "/api/v1/payments", json={"out": False, "amount": 3})
+            dev_pay(stack, made.json()["bolt11"])
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 15)
+            return closed.value.rcvd.code
+
+    assert asyncio.run(scenario()) == 4401
+
+
 def bad_keys_and_ids_are_refused_at_the_handshake(stack):
     async def status_of(path):
         try:
@@ -227,10 +245,12 @@ def test_the_hosted_page_socket(stack):
 
 def test_the_lnbits_socket(stack):
     """By key: balance and details of each settled incoming payment, and what was missed
-    with `since`; by payment hash: the final status, before and after; bad ids refused."""
+    with `since`; by payment hash: the final status, before and after; a key revoked while
+    its socket is open closes it; bad ids refused."""
     lnbits_socket_by_key_sends_balance_and_the_payment_as_the_api_shows_it(stack)
     lnbits_socket_by_payment_hash_before_and_after_it_settles(stack)
     a_reconnecting_key_socket_gets_what_it_missed_with_since(stack)
+    a_key_revoked_while_its_socket_is_open_closes_it(stack)
     bad_keys_and_ids_are_refused_at_the_handshake(stack)
 
 

@@ -7,7 +7,8 @@ payment hash (wallets.live says what each gets).
   payments since then are sent first, oldest first, each once.
 - A payment hash socket gets the payment's final status; if it was already final when the
   socket opened, at once.
-An unknown or revoked key is refused at the handshake (403), as is a malformed id."""
+An unknown or revoked key is refused at the handshake (403), as is a malformed id; a key
+revoked while its socket is open closes the socket (code 4401) at the next payment."""
 
 import re
 from datetime import UTC, datetime
@@ -23,17 +24,24 @@ from . import live, services
 from .models import Payment
 
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+CLOSE_REVOKED = 4401
 REPLAY_LIMIT = 100
 
 
 @database_sync_to_async
 def _wallet_of_key(raw: str):
+    """(the key's id, its merchant's wallet), or None for an unknown or revoked key."""
     key = (
         ApiKey.objects.select_related("merchant")
         .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
         .first()
     )
-    return services.wallet_for(key.merchant) if key is not None else None
+    return (key.pk, services.wallet_for(key.merchant)) if key is not None else None
+
+
+@database_sync_to_async
+def _key_is_live(key_id: int) -> bool:
+    return ApiKey.objects.filter(pk=key_id, revoked_at__isnull=True).exists()
 
 
 @database_sync_to_async
@@ -68,9 +76,10 @@ class WalletConsumer(PushConsumer):
         if HEX64.match(ident):
             self.payment_hash = ident.lower()
             return live.payment_group(self.payment_hash)
-        wallet = await _wallet_of_key(ident) if 0 < len(ident) <= 200 else None
-        if wallet is None:
+        found = await _wallet_of_key(ident) if 0 < len(ident) <= 200 else None
+        if found is None:
             return None
+        self.key_id, wallet = found
         self.wallet_id = wallet.pk
         return live.wallet_group(wallet.pk)
 
@@ -86,6 +95,14 @@ class WalletConsumer(PushConsumer):
             return await _final_status(self.payment_hash)
         since = self._since()
         return await _settled_since(self.wallet_id, since) if since is not None else []
+
+    async def push_message(self, event):
+        """A key revoked while its socket was open: the socket closes instead of sending
+        (one query per payment, not per socket and second)."""
+        if self.wallet_id is not None and not await _key_is_live(self.key_id):
+            await self.close(code=CLOSE_REVOKED)
+            return
+        await super().push_message(event)
 
     async def send_data(self, data):
         payment = data.get("payment")
