@@ -127,9 +127,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-zapgate.sqlite3")}
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Each thread keeps its connection between requests: opening one cost a TCP and auth round
+# trip on PostgreSQL, and on SQLite a file open plus the PRAGMAs above (about 1.7 ms, a
+# third of an invoice creation). Django's connections are per thread, and the threads of
+# gunicorn gthread, the Celery pool and the webhook senders are long-lived, so this keeps
+# one connection per thread, closed once older than DB_CONN_MAX_AGE.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
