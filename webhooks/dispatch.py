@@ -21,10 +21,13 @@ log = logging.getLogger(__name__)
 _senders: ThreadPoolExecutor | None = None
 
 
-def send_soon(leases: list[tuple[int, str]]) -> None:
+def send_soon(leases: list[tuple[int, str]], ready=()) -> None:
+    """Send these leased deliveries; `ready` (services.Ready) are those of them whose rows
+    this process has in hand, which its senders need not read back."""
     if _senders is not None:
+        in_hand = {r.delivery.pk: r for r in ready}
         for delivery_id, token in leases:
-            _senders.submit(_send, delivery_id, token)
+            _senders.submit(_send, delivery_id, token, in_hand.get(delivery_id))
         return
     from .tasks import deliver
 
@@ -32,12 +35,12 @@ def send_soon(leases: list[tuple[int, str]]) -> None:
         deliver.delay(delivery_id, token)
 
 
-def _send(delivery_id: int, token: str) -> None:
+def _send(delivery_id: int, token: str, ready=None) -> None:
     from .services import attempt_delivery
 
     close_old_connections()
     try:
-        attempt_delivery(delivery_id, token)
+        attempt_delivery(delivery_id, token, ready)
     except Exception:
         log.exception("webhook delivery %s: the attempt failed; the sweep retries it", delivery_id)
 
