@@ -218,7 +218,7 @@ LND_TLS_CERT = env.str("LND_TLS_CERT", default="")  # file path or PEM text
 LND_MACAROON = env.str("LND_MACAROON", default="")  # file path or hex
 LND_TIMEOUT_SECONDS = env.float("LND_TIMEOUT_SECONDS", default=10.0)
 # How often the dev node's settlement stream looks for new settlements.
-DEVNODE_POLL_SECONDS = env.float("DEVNODE_POLL_SECONDS", default=0.01)
+DEVNODE_POLL_SECONDS = env.float("DEVNODE_POLL_SECONDS", default=0.005)
 
 # --- The watcher ---------------------------------------------------------------------
 WATCHER_ENABLED = env.bool("WATCHER_ENABLED", default=True)
