@@ -317,9 +317,10 @@ WEBHOOKS_LEASE_SECONDS = env.float("WEBHOOKS_LEASE_SECONDS", default=15.0)
 WEBHOOKS_SWEEP_SECONDS = env.float("WEBHOOKS_SWEEP_SECONDS", default=5.0)
 # An endpoint whose attempts have all failed for this long is disabled, its merchant told.
 WEBHOOKS_DISABLE_AFTER_DAYS = env.float("WEBHOOKS_DISABLE_AFTER_DAYS", default=5.0)
-# Sender threads in each Celery worker process: a delivery written there (the watcher's
-# payments) is sent from the same process right after commit, with no broker round trip.
-# 0: every delivery goes through the broker as a task.
+# Sender threads in each Celery worker process and each web server process: a delivery
+# written there (the watcher's payments, a request's invoice.created) is sent from the same
+# process right after commit, with no broker round trip. 0: every delivery goes through the
+# broker as a task.
 WEBHOOKS_WORKER_SENDERS = env.int("WEBHOOKS_WORKER_SENDERS", default=8)
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["WebhookDeliveryStatusEnum"] = (
     "webhooks.models.WebhookDelivery.Status"
