@@ -125,17 +125,21 @@ def rotate_secret(holder: WebhookEndpoint | MerchantWebhookSecret) -> str:
 
 
 def default_secret(merchant: Merchant) -> MerchantWebhookSecret:
-    """The merchant's default secret (for checkouts' own webhookUrl), made on first use."""
-    found = MerchantWebhookSecret.objects.filter(merchant=merchant).first()
-    if found:
-        return found
+    """The merchant's default secret (for checkouts' own webhookUrl), made on first use.
+    Read with the merchant when it was loaded with select_related("webhook_secret")."""
+    try:
+        return merchant.webhook_secret
+    except MerchantWebhookSecret.DoesNotExist:
+        pass
     try:
         with transaction.atomic():
-            return MerchantWebhookSecret.objects.create(
+            made = MerchantWebhookSecret.objects.create(
                 merchant=merchant, secret=signing.new_secret()
             )
     except IntegrityError:  # made at the same moment by another request
-        return MerchantWebhookSecret.objects.get(merchant=merchant)
+        made = MerchantWebhookSecret.objects.get(merchant=merchant)
+    merchant.webhook_secret = made
+    return made
 
 
 # --- events ----------------------------------------------------------------------------
