@@ -42,7 +42,12 @@ def announce_state_change(invoice, to_state: str) -> None:
     event_type = EVENT_OF_STATE.get(to_state)
     if event_type is None:
         return
-    checkout = CheckoutInvoice.objects.select_related("merchant").filter(invoice=invoice).first()
+    # With the merchant's default secret, which signs what goes to the checkout's webhookUrl.
+    checkout = (
+        CheckoutInvoice.objects.select_related("merchant__webhook_secret")
+        .filter(invoice=invoice)
+        .first()
+    )
     if checkout is None:
         return
     checkout.invoice = invoice

@@ -221,18 +221,22 @@ def apply_settlements(
     """
     settled = [s for s in settlements if s.state == "SETTLED"]
     now = timezone.now()
-    newly_paid_ids = []
+    paid = []
     with transaction.atomic():
-        known = dict(
-            Invoice.objects.filter(payment_hash__in=[s.payment_hash for s in settled]).values_list(
-                "payment_hash", "pk"
-            )
-        )
+        # Locked, so that each row read here is the row as the update below leaves it, with
+        # the fields it writes (the reactions get them without reading them back).
+        known = {
+            invoice.payment_hash: invoice
+            for invoice in Invoice.objects.select_for_update()
+            .filter(payment_hash__in=[s.payment_hash for s in settled])
+            .order_by("pk")
+        }
         transitions = []
         for s in settled:
-            pk = known.get(s.payment_hash)
-            if pk is None:
+            invoice = known.get(s.payment_hash)
+            if invoice is None:
                 continue  # made on the node by someone else: not ours to track
+            pk = invoice.pk
             fields = dict(
                 state=Invoice.State.PAID,
                 paid_at=s.settled_at or now,
@@ -242,6 +246,8 @@ def apply_settlements(
             )
             for from_state in (Invoice.State.OPEN, Invoice.State.ACCEPTED, Invoice.State.EXPIRED):
                 if Invoice.objects.filter(pk=pk, state=from_state).update(**fields):
+                    for name, value in fields.items():
+                        setattr(invoice, name, value)
                     transitions.append(
                         InvoiceTransition(
                             invoice_id=pk,
@@ -251,7 +257,7 @@ def apply_settlements(
                             settle_index=s.settle_index,
                         )
                     )
-                    newly_paid_ids.append(pk)
+                    paid.append(invoice)
                     break
         InvoiceTransition.objects.bulk_create(transitions)
         if node_key is not None:
@@ -261,7 +267,6 @@ def apply_settlements(
             )
             if not advanced:
                 raise LeaseLost(f"lease on {node_key} is no longer held by {holder}")
-        paid = list(Invoice.objects.filter(pk__in=newly_paid_ids)) if newly_paid_ids else []
         from_states = {t.invoice_id: t.from_state for t in transitions}
         for invoice in paid:
             reactions.react(invoice, from_states[invoice.pk], Invoice.State.PAID)

@@ -65,3 +65,6 @@ def test_fast_encoder_matches_the_library_and_decodes(seed):
     assert decoded.date == fields["created_at"]
     assert decoded.expiry_time - decoded.date == fields["expiry_seconds"]
     assert decoded.payee == invoice_codec.node_pubkey(key)
+    # The dev node looks its own invoices up by this, instead of decoding them.
+    assert invoice_codec.payment_hash_of(encoded) == fields["payment_hash"]
+    assert invoice_codec.payment_hash_of("lightning:" + encoded.upper()) == fields["payment_hash"]

@@ -75,6 +75,20 @@ def test_pay_refuses_paid_expired_and_foreign_invoices():
         backend.pay_invoice("lnbcrt1garbage")
 
 
+def test_pay_verifies_an_altered_copy_of_its_own_invoice():
+    """Its own invoices are recognised by their text; a copy with our payment hash but
+    another byte is decoded and verified, and refused."""
+    backend = get_backend()
+    invoice = services.create_invoice(5000, "tampered")
+    i = invoice.bolt11.index("1") + 100  # inside the tags, past the payment hash
+    altered = (
+        invoice.bolt11[:i] + ("q" if invoice.bolt11[i] != "q" else "p") + invoice.bolt11[i + 1 :]
+    )
+    with pytest.raises(PaymentFailed, match="not a valid BOLT11"):
+        backend.pay_invoice(altered)
+    assert backend.pay_invoice("lightning:" + invoice.bolt11.upper()).preimage
+
+
 def test_hold_invoice_is_accepted_then_settled_by_the_preimage():
     preimage = bytes(range(32))
     payment_hash = hashlib.sha256(preimage).hexdigest()

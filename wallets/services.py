@@ -149,19 +149,21 @@ def invoice_changed(invoice: Invoice, from_state: str, to_state: str) -> None:
         return
     if to_state == Invoice.State.PAID:
         amount = invoice.amount_paid_msat or invoice.amount_msat
+        paid = dict(
+            status=Payment.Status.SUCCESS,
+            amount_msat=amount,
+            preimage=invoice.preimage,
+            settled_at=invoice.paid_at or timezone.now(),
+            failure_reason="",
+        )
         changed = (
             Payment.objects.filter(pk=payment.pk)
             .exclude(status=Payment.Status.SUCCESS)
-            .update(
-                status=Payment.Status.SUCCESS,
-                amount_msat=amount,
-                preimage=invoice.preimage,
-                settled_at=invoice.paid_at or timezone.now(),
-                failure_reason="",
-            )
+            .update(**paid)
         )
         if changed:
-            payment.refresh_from_db()
+            for name, value in paid.items():  # as written (no need to read the row back)
+                setattr(payment, name, value)
             _move(payment, LedgerEntry.Kind.CREDIT, amount, invoice=invoice)
             events.announce(payment, "payment.completed")
             live.announce(payment)

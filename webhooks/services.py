@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -124,17 +125,21 @@ def rotate_secret(holder: WebhookEndpoint | MerchantWebhookSecret) -> str:
 
 
 def default_secret(merchant: Merchant) -> MerchantWebhookSecret:
-    """The merchant's default secret (for checkouts' own webhookUrl), made on first use."""
-    found = MerchantWebhookSecret.objects.filter(merchant=merchant).first()
-    if found:
-        return found
+    """The merchant's default secret (for checkouts' own webhookUrl), made on first use.
+    Read with the merchant when it was loaded with select_related("webhook_secret")."""
+    try:
+        return merchant.webhook_secret
+    except MerchantWebhookSecret.DoesNotExist:
+        pass
     try:
         with transaction.atomic():
-            return MerchantWebhookSecret.objects.create(
+            made = MerchantWebhookSecret.objects.create(
                 merchant=merchant, secret=signing.new_secret()
             )
     except IntegrityError:  # made at the same moment by another request
-        return MerchantWebhookSecret.objects.get(merchant=merchant)
+        made = MerchantWebhookSecret.objects.get(merchant=merchant)
+    merchant.webhook_secret = made
+    return made
 
 
 # --- events ----------------------------------------------------------------------------
@@ -166,8 +171,7 @@ def emit(
     extra_urls = [url for url in dict.fromkeys(extra_urls) if url]
     if not endpoints and not extra_urls:
         return None
-    if extra_urls:
-        default_secret(merchant)
+    default = default_secret(merchant) if extra_urls else None
     now = timezone.now()
     event = WebhookEvent(merchant=merchant, type=type, source=source, created_at=now)
     event.body = json.dumps(
@@ -191,12 +195,20 @@ def emit(
         next_attempt_at=now,
         created_at=now,
     )
-    deliveries = WebhookDelivery.objects.bulk_create(
-        [WebhookDelivery(endpoint=e, **leased) for e in endpoints]
-        + [WebhookDelivery(url=url, **leased) for url in extra_urls]
-    )
-    _enqueue_after_commit([(d.pk, token) for d in deliveries])
+    ready = [Ready(WebhookDelivery(endpoint=e, **leased), e) for e in endpoints]
+    ready += [Ready(WebhookDelivery(url=url, **leased), default) for url in extra_urls]
+    WebhookDelivery.objects.bulk_create([r.delivery for r in ready])
+    _enqueue_after_commit([(r.delivery.pk, token) for r in ready], ready)
     return event
+
+
+@dataclass
+class Ready:
+    """A delivery as `emit` wrote it, with its event, endpoint and the holder of the secrets
+    that sign it: a sender in the same process attempts it without reading it back."""
+
+    delivery: WebhookDelivery
+    signer: WebhookEndpoint | MerchantWebhookSecret
 
 
 def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
@@ -212,10 +224,10 @@ def send_test_event(endpoint: WebhookEndpoint) -> WebhookDelivery:
         return event.deliveries.get()
 
 
-def _enqueue_after_commit(leases: list[tuple[int, str]]) -> None:
+def _enqueue_after_commit(leases: list[tuple[int, str]], ready: list[Ready] = ()) -> None:
     # robust: a broker that is down must not fail the committed state change; the lease
     # runs out and the sweep picks the delivery up.
-    transaction.on_commit(lambda: dispatch.send_soon(leases), robust=True)
+    transaction.on_commit(lambda: dispatch.send_soon(leases, ready), robust=True)
 
 
 # --- delivery --------------------------------------------------------------------------
@@ -249,9 +261,12 @@ def claim_due(limit: int = 500) -> list[tuple[int, str]]:
     return leases
 
 
-def attempt_delivery(delivery_id: int, token: str) -> WebhookAttempt | None:
+def attempt_delivery(
+    delivery_id: int, token: str, ready: Ready | None = None
+) -> WebhookAttempt | None:
     """Send the delivery if this lease still holds it; record how it went. Returns the
-    attempt, or None when the lease was lost (another worker has it, or it is done)."""
+    attempt, or None when the lease was lost (another worker has it, or it is done).
+    `ready`: the delivery as `emit` just wrote it (the lease proves it unchanged since)."""
     now = timezone.now()
     # The claim was short (a dead worker's claims come free soon); while the attempt runs
     # the lease covers its whole timeout, so nobody else sends it meanwhile.
@@ -263,13 +278,18 @@ def attempt_delivery(delivery_id: int, token: str) -> WebhookAttempt | None:
     ).update(locked_until=now + timedelta(seconds=settings.WEBHOOKS_TIMEOUT_SECONDS + 5))
     if not renewed:
         return None
-    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+    if ready is not None:
+        delivery = ready.delivery
+    else:
+        delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     event, endpoint = delivery.event, delivery.endpoint
     started_at = timezone.now()
     if endpoint is not None and not endpoint.enabled and event.type != "webhook.test":
         outcome = http.Outcome(None, "", "the endpoint is disabled", 0)
         return _record(delivery, token, started_at, outcome, final=True)
-    if endpoint is not None:
+    if ready is not None:
+        secrets = ready.signer.signing_secrets(started_at)
+    elif endpoint is not None:
         secrets = endpoint.signing_secrets(started_at)
     else:
         secrets = default_secret(event.merchant).signing_secrets(started_at)
