@@ -9,10 +9,11 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402
+# Django's WSGI application, set up as config.wsgi sets it up (webhooks sent from this
+# process), before the routes import models.
+from config.wsgi import application as django_wsgi  # noqa: E402
 
-django_wsgi = get_wsgi_application()  # sets Django up before the routes import models
-
+# isort: split
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
