@@ -80,6 +80,21 @@ def wallet_for(merchant: Merchant) -> Wallet:
     return Wallet.objects.get_or_create(merchant=merchant, defaults={"name": merchant.name})[0]
 
 
+# A merchant's wallet, once made, is never deleted (PROTECT) nor replaced, so each process
+# remembers its id (keyed by the merchant's random public id, never reused): recording a
+# sale does not read the wallet again. Remembered only once the wallet has committed.
+_wallet_ids: dict[tuple[int, str], int] = {}
+
+
+def wallet_id_for(merchant: Merchant) -> int:
+    key = (merchant.pk, merchant.public_id)
+    found = _wallet_ids.get(key)
+    if found is None:
+        found = wallet_for(merchant).pk
+        transaction.on_commit(lambda: _wallet_ids.__setitem__(key, found))
+    return found
+
+
 def _move(payment: Payment, kind: str, amount_msat: int, invoice: Invoice | None = None) -> None:
     """One ledger entry and its change of the cached balance. Inside a transaction."""
     if amount_msat == 0:
@@ -122,12 +137,10 @@ def follow_invoice(
     """Credit `merchant`'s wallet when `invoice` is paid. Call it where the invoice is
     recorded (the `then` of lightning.services.create_invoice), so every invoice a merchant
     sells is in its wallet from the start, pending until paid."""
-    if wallet is None:
-        if merchant is None:
-            return None  # the gateway's own (demo resources): nobody's balance
-        wallet = wallet_for(merchant)
+    if wallet is None and merchant is None:
+        return None  # the gateway's own (demo resources): nobody's balance
     return Payment.objects.create(
-        wallet=wallet,
+        wallet_id=wallet.pk if wallet is not None else wallet_id_for(merchant),
         direction=Payment.Direction.IN,
         payment_hash=invoice.payment_hash,
         bolt11=invoice.bolt11,
