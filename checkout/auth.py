@@ -12,6 +12,7 @@ from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication
 
 from .models import ApiKey
+from .selectors import active_api_key
 from .services import hash_key
 
 # last_used_at is written at most this often per key, so reads do not all become writes.
@@ -35,11 +36,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         raw = self.raw_key(request)
         if not raw:
             return None
-        key = (
-            ApiKey.objects.select_related("merchant")
-            .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
-            .first()
-        )
+        key = active_api_key(hash_key(raw))
         if key is None:
             raise exceptions.AuthenticationFailed("The API key is unknown or revoked.")
         now = timezone.now()

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 
 from checkout.models import ApiKey
+from checkout.selectors import active_api_key
 from checkout.services import hash_key
 from realtime.consumers import PushConsumer
 
@@ -31,11 +32,7 @@ REPLAY_LIMIT = 100
 @database_sync_to_async
 def _wallet_of_key(raw: str):
     """(the key's id, its merchant's wallet), or None for an unknown or revoked key."""
-    key = (
-        ApiKey.objects.select_related("merchant")
-        .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
-        .first()
-    )
+    key = active_api_key(hash_key(raw))
     return (key.pk, services.wallet_for(key.merchant)) if key is not None else None
 
 
