@@ -1,4 +1,4 @@
-"""The stack `make run` starts (gunicorn, a Celery worker with the watcher, Celery beat),
+"""The stack `make run` starts (uvicorn, a Celery worker with the watcher and beat),
 SIGKILLed as a whole three times while a client creates and pays checkout invoices as fast
 as it can. Every invoice the node settled must end paid, and be announced once, soon after
 the last restart: a crash may delay a payment's record, never lose it or leave it stuck."""

@@ -1,5 +1,5 @@
 """`make run` as an operator starts it: scripts/run.py as a real process (migrate, seed,
-gunicorn, a Celery worker, beat) on a fresh data folder."""
+uvicorn, a Celery worker with beat inside) on a fresh data folder."""
 
 import http.client
 import os
@@ -59,14 +59,15 @@ def gateway(tmp_path):
 
 def test_a_kept_alive_connection_is_still_open_after_some_idle_seconds(gateway):
     """Client pools (requests, httpx, Node's agent) reuse a connection after seconds idle;
-    gunicorn's default 2 s keep-alive closed it under them (Connection reset)."""
+    a server's short default keep-alive (gunicorn's 2 s, uvicorn's 5 s) closed it under
+    them (Connection reset)."""
     conn = http.client.HTTPConnection("127.0.0.1", gateway, timeout=10)
     conn.request("GET", "/api/l402/pricing")
     first = conn.getresponse()
     first.read()
     assert first.status == 200 and not first.will_close
     sock = conn.sock
-    time.sleep(3)  # idle past gunicorn's default keep-alive: the behaviour under test
+    time.sleep(6)  # idle past uvicorn's default keep-alive: the behaviour under test
     conn.request("GET", "/api/l402/pricing")
     second = conn.getresponse()
     second.read()

@@ -1,5 +1,5 @@
-"""Payments out through the stack `make run` starts (gunicorn, a Celery worker with the
-watcher, beat) on the lnd backend, against the simulated LND over gRPC, when things go wrong:
+"""Payments out through the stack `make run` starts (uvicorn, a Celery worker with the
+watcher and beat) on the lnd backend, against the simulated LND over gRPC, when things go wrong:
 the whole stack SIGKILLed while a payment is in flight, the node going down during one, and
 two requests paying one invoice at once. Each payment must end as the node says, debited
 once or released, and never be sent twice."""
