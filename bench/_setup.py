@@ -74,3 +74,34 @@ def start_gunicorn(app: str, workers: int, threads: int, name: str, *extra: str)
             time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"gunicorn ({name}) did not start; see {log_path}")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pids) -> dict[int, float]:
+    """user+system CPU seconds of each process (all its threads) that still exists."""
+    cpu = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process under it."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return found

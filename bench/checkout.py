@@ -15,7 +15,6 @@ status the hosted page polls; skipped with a message while that endpoint answers
 import argparse
 import http.client
 import json
-import os
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _setup import process_cpu_seconds  # noqa: E402
 
 CREATE_BODY = json.dumps({"amount": "1.00", "currency": "USD", "userRef": "bench"})
 
@@ -87,21 +87,6 @@ def run_phase(base_url, key, concurrency, seconds, make_request):
         thread.join()
     elapsed = time.perf_counter() - began
     return len(latencies) / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99), errors
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pids) -> dict[int, float]:
-    """user+system CPU seconds of each process (all its threads) that still exists."""
-    cpu = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return cpu
 
 
 def children_of(parent: int) -> list[int]:

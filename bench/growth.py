@@ -36,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _setup import descendants, process_cpu_seconds  # noqa: E402
+
 PG_BASE = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 CREATE_BODY = json.dumps({"amount": "100", "currency": "SAT", "description": "x"})
@@ -153,35 +155,6 @@ class Gateway:
         self.stop()
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def descendants(root: int) -> list[int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError):
-            continue
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += [child for child, parent in parents.items() if parent == pid]
-    return found
-
-
-def cpu_seconds(pids) -> dict[int, float]:
-    cpu = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return cpu
-
-
 class ServerCpu:
     """CPU of the whole gateway (web, worker with the watcher, beat) and of the PostgreSQL
     backends serving its database: unlike requests per second, it does not depend on what
@@ -205,7 +178,7 @@ class ServerCpu:
         return pids
 
     def snapshot(self) -> dict[int, float]:
-        return cpu_seconds(self.pids())
+        return process_cpu_seconds(self.pids())
 
     def since(self, before: dict[int, float]) -> float:
         return sum(cpu - before.get(pid, 0.0) for pid, cpu in self.snapshot().items())

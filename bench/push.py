@@ -34,7 +34,10 @@ import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 from _setup import free_port, percentile  # noqa: E402
+
+from tests.page_push import time_to_paid  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -125,25 +128,7 @@ def page_latencies(base, key, count) -> list[float]:
         for _ in range(count):
             checkout = new_checkout(base, key)
             page.goto(f"{base}/checkout/{checkout['invoiceId']}")
-            page.wait_for_function("() => document.body.dataset.push === 'open'")
-            latencies.append(
-                page.evaluate(
-                    """async (bolt11) => {
-                        const label = document.getElementById("status");
-                        const turned = new Promise((resolve) => new MutationObserver(() => {
-                          if (label.textContent === "Paid") resolve(performance.now());
-                        }).observe(label, {childList: true, characterData: true, subtree: true}));
-                        const start = performance.now();
-                        await fetch("/api/dev/pay", {
-                          method: "POST",
-                          headers: {"Content-Type": "application/json"},
-                          body: JSON.stringify({bolt11}),
-                        });
-                        return (await turned) - start;
-                    }""",
-                    checkout["lightningInvoice"],
-                )
-            )
+            latencies.append(time_to_paid(page, checkout["lightningInvoice"]))
         browser.close()
     return latencies
 

@@ -1,8 +1,10 @@
 """Checkout's webhook events: `invoice.created`, `payment.completed`, `payment.expired`,
-written to the webhooks outbox inside the transaction of the change."""
+written to the webhooks outbox inside the transaction of the change; a change of status
+also goes to the checkout's open pages (checkout.live)."""
 
 from webhooks.services import emit, isoformat
 
+from . import live
 from .models import CheckoutInvoice
 from .serializers import format_amount
 
@@ -52,3 +54,4 @@ def announce_state_change(invoice, to_state: str) -> None:
         return
     checkout.invoice = invoice
     emit_checkout_event(checkout, event_type)
+    live.announce(checkout)  # and to its open pages, from the same read

@@ -5,7 +5,7 @@ from django.db import transaction
 
 from lightning.reactions import reaction
 
-from . import events, live, receipts, tasks
+from . import events, receipts, tasks
 from .services import PURPOSE
 
 
@@ -22,10 +22,3 @@ def record_receipt_when_paid(invoice, from_state, to_state):
 @reaction("checkout.webhooks", purpose=PURPOSE)
 def announce_payment(invoice, from_state, to_state):
     events.announce_state_change(invoice, to_state)
-
-
-@reaction("checkout.push", purpose=PURPOSE)
-def push_status(invoice, from_state, to_state):
-    """Tell the checkout's open pages (their sockets) of the new status."""
-    if to_state in ("paid", "expired", "canceled"):
-        live.announce(invoice)

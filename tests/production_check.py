@@ -29,6 +29,9 @@ import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout this file is in
+sys.path.insert(0, str(ROOT))
+from tests.page_push import time_to_paid  # noqa: E402
+
 BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
 
@@ -181,24 +184,7 @@ def drive_page(base: str, checkout: dict) -> float:
             polls = []
             page.on("request", lambda r: polls.append(r.url) if r.url.endswith("/status") else 0)
             page.goto(f"{base}/checkout/{checkout['invoiceId']}")
-            page.wait_for_function("() => document.body.dataset.push === 'open'", timeout=15000)
-            took = page.evaluate(
-                """async (bolt11) => {
-                    const label = document.getElementById("status");
-                    const turned = new Promise((resolve) => new MutationObserver(() => {
-                      if (label.textContent === "Paid") resolve(performance.now());
-                    }).observe(label, {childList: true, characterData: true, subtree: true}));
-                    const start = performance.now();
-                    const paid = await fetch("/api/dev/pay", {
-                      method: "POST",
-                      headers: {"Content-Type": "application/json"},
-                      body: JSON.stringify({bolt11}),
-                    });
-                    if (!paid.ok) throw new Error("dev pay answered " + paid.status);
-                    return (await turned) - start;
-                }""",
-                checkout["lightningInvoice"],
-            )
+            took = time_to_paid(page, checkout["lightningInvoice"])
             assert not polls, f"the page polled while its socket was open: {polls}"
             return took
         finally:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import websockets
 
+from .page_push import time_to_paid
 from .processes import Stack, free_port
 from .test_checkout_page import CHROMIUM, CHROMIUM_ARGS
 
@@ -277,24 +278,7 @@ def test_the_page_turns_paid_by_push_and_prints_how_soon(stack):
             for _ in range(20):
                 checkout = new_checkout(stack)
                 page.goto(f"{stack.base}/checkout/{checkout['invoiceId']}")
-                page.wait_for_function("() => document.body.dataset.push === 'open'")
-                elapsed = page.evaluate(
-                    """async (bolt11) => {
-                        const label = document.getElementById("status");
-                        const turned = new Promise((resolve) => {
-                          new MutationObserver(() => {
-                            if (label.textContent === "Paid") resolve(performance.now());
-                          }).observe(label, {childList: true, characterData: true, subtree: true});
-                        });
-                        const start = performance.now();
-                        await fetch("/api/dev/pay", {method: "POST",
-                          headers: {"Content-Type": "application/json"},
-                          body: JSON.stringify({bolt11})});
-                        return (await turned) - start;
-                    }""",
-                    checkout["lightningInvoice"],
-                )
-                latencies.append(elapsed)
+                latencies.append(time_to_paid(page, checkout["lightningInvoice"]))
         finally:
             browser.close()
     print(
