@@ -63,6 +63,21 @@ def acquire_lease(node_key: str, holder: str, seconds: float) -> bool:
     return taken == 1
 
 
+def seconds_until_free(node_key: str, most: float) -> float:
+    """How long a standby should wait before it tries `node_key`'s lease again: until the
+    holder's lease runs out (a killed holder's stream is taken over as soon as that is
+    allowed, not up to a third of a lease later), but never more than `most`, so that a
+    holder that renews is checked again in time."""
+    rows = WatcherState.objects.filter(node_key=node_key).values_list("lease_expires_at", flat=True)
+    if not rows:
+        return most
+    expires = rows[0]
+    if expires is None:
+        return 0.05  # handed back by a holder that stopped: free now
+    left = (expires - timezone.now()).total_seconds() + 0.05
+    return min(most, max(0.05, left))
+
+
 def release_lease(node_key: str, holder: str) -> None:
     WatcherState.objects.filter(node_key=node_key, lease_holder=holder).update(
         lease_expires_at=None
@@ -131,7 +146,7 @@ class Watcher:
                         self.holder,
                         node_key,
                     )
-                    self._stop.wait(self.lease_seconds / 3)
+                    self._stop.wait(seconds_until_free(node_key, self.lease_seconds / 3))
                     continue
                 self._follow(backend, node_key)
                 backoff = 1.0

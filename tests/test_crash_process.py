@@ -91,8 +91,15 @@ def test_three_kills_under_load_lose_no_payment(tmp_path):
             )
             return settled - paid
 
-        wait_for(lambda: not unpaid(), 30, f"all {len(settled)} settled invoices to be paid")
-        print(f"\n{len(settled)} paid, {time.monotonic() - last_restart:.1f} s after the restart")
+        behind = len(unpaid())
+        # A killed worker's lease on the stream runs out WATCHER_LEASE_SECONDS (15) after the
+        # kill; only then may the new worker stream, and it has the backlog of every kill to
+        # catch up on, on a machine that CI keeps busy: 60 s is ample, and the figure printed.
+        wait_for(lambda: not unpaid(), 60, f"all {len(settled)} settled invoices to be paid")
+        print(
+            f"\n{len(settled)} paid ({behind} not yet when the load stopped), "
+            f"{time.monotonic() - last_restart:.1f} s after the restart"
+        )
         repeated = (
             InvoiceTransition.objects.filter(to_state="paid")
             .values("invoice_id")

@@ -11,7 +11,7 @@ from lightning import reactions, services
 from lightning.backends import get_backend
 from lightning.models import DevNodeInvoice, Invoice, InvoiceTransition, WatcherState
 from lightning.signals import invoice_paid
-from lightning.watcher import Watcher, acquire_lease, release_lease
+from lightning.watcher import Watcher, acquire_lease, release_lease, seconds_until_free
 
 from .processes import wait_for
 
@@ -101,6 +101,24 @@ def test_only_one_holder_gets_the_lease_until_it_runs_out():
     assert not acquire_lease(key, "a", 30)
     release_lease(key, "b")
     assert acquire_lease(key, "a", 30)
+
+
+@pytest.mark.django_db
+def test_a_standby_tries_again_when_the_lease_runs_out_not_a_third_of_a_lease_later():
+    key = "devnode:test"
+    assert seconds_until_free(key, 5.0) == 5.0  # nobody has held it: the usual pause
+    acquire_lease(key, "a", 30)
+    assert seconds_until_free(key, 5.0) == 5.0  # a live holder: checked again in 5 s
+    WatcherState.objects.filter(node_key=key).update(
+        lease_expires_at=timezone.now() + timedelta(seconds=1)
+    )
+    assert 0.5 < seconds_until_free(key, 5.0) <= 1.1  # a holder killed 14 s ago
+    release_lease(key, "a")  # handed back by a holder that stopped
+    assert seconds_until_free(key, 5.0) == 0.05
+    WatcherState.objects.filter(node_key=key).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert seconds_until_free(key, 5.0) == 0.05  # run out already: at once
 
 
 @pytest.mark.django_db
