@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from config.prepared import insert
 from config.problems import Problem
 from lightning import services as lightning_services
 from lightning.backends.base import NodeError
@@ -208,24 +209,26 @@ def _create_checkout(
     description = terms.get("description") or (product.name if product else "")
 
     def record(invoice):
-        checkout = CheckoutInvoice.objects.create(
-            merchant=merchant,
-            invoice=invoice,
-            product=product,
-            quantity=quantity,
-            amount=amount,
-            currency=currency,
-            sats_amount=quote.sats,
-            rate=quote.rate,
-            rate_source=quote.source,
-            description=description,
-            user_ref=terms.get("user_ref", ""),
-            email=terms.get("email", ""),
-            send_email=terms.get("send_email", False),
-            redirect_url=terms.get("redirect_url", ""),
-            webhook_url=terms.get("webhook_url", ""),
-            metadata=terms.get("metadata") or {},
-            idempotency_key=reservation.key if reservation else None,
+        checkout = insert(
+            CheckoutInvoice(
+                merchant=merchant,
+                invoice=invoice,
+                product=product,
+                quantity=quantity,
+                amount=amount,
+                currency=currency,
+                sats_amount=quote.sats,
+                rate=quote.rate,
+                rate_source=quote.source,
+                description=description,
+                user_ref=terms.get("user_ref", ""),
+                email=terms.get("email", ""),
+                send_email=terms.get("send_email", False),
+                redirect_url=terms.get("redirect_url", ""),
+                webhook_url=terms.get("webhook_url", ""),
+                metadata=terms.get("metadata") or {},
+                idempotency_key=reservation.key if reservation else None,
+            )
         )
         if reservation is not None:
             IdempotencyKey.objects.filter(pk=reservation.pk).update(checkout_invoice=checkout)

@@ -1,9 +1,13 @@
-"""Hot read queries compiled once per thread.
+"""Hot queries compiled once.
 
 Building a query with the ORM costs far more than running a lookup by unique index (0.9 ms
-against 0.03 ms for the checkout status on SQLite). `Prepared` builds the query once per
+against 0.03 ms for the checkout status on SQLite). `Prepared` builds a read query once per
 thread with marker arguments, keeps the SQL, and then only runs it: the rows come back as
 `values_list` gives them, converted by Django's own converters (dates, decimals, JSON).
+
+`insert(obj)` is `Model.objects.create`'s INSERT with the statement written once per model:
+the rows a checkout invoice writes went through Django's save and insert compiler, which
+was 40% of the web process's CPU for each invoice made.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import threading
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Model
 
 
 class Prepared:
@@ -53,3 +58,58 @@ class Prepared:
         if converters:
             row = next(iter(compiler.apply_converters([row], converters)))
         return tuple(row)
+
+
+_insert_plans: dict[tuple, tuple] = {}
+
+
+def _insert_plan(model, connection, pk_set: bool):
+    key = (model, connection.vendor, pk_set)
+    plan = _insert_plans.get(key)
+    if plan is None:
+        meta = model._meta
+        if meta.parents:
+            raise ValueError(f"{model.__name__}: insert() does not write inherited models")
+        fields = [
+            f
+            for f in meta.local_concrete_fields
+            if not f.generated and (pk_set or f is not meta.auto_field)
+        ]
+        if any(hasattr(f, "get_placeholder") for f in fields):
+            raise ValueError(f"{model.__name__}: a field needs its own placeholder")
+        quote = connection.ops.quote_name
+        sql = "INSERT INTO {} ({}) VALUES ({})".format(
+            quote(meta.db_table),
+            ", ".join(quote(f.column) for f in fields),
+            ", ".join(["%s"] * len(fields)),
+        )
+        returning = (
+            meta.db_returning_fields if connection.features.can_return_columns_from_insert else []
+        )
+        if returning:
+            sql += " " + connection.ops.return_insert_columns(returning)[0]
+        plan = _insert_plans[key] = (sql, fields, returning)
+    return plan
+
+
+def insert(obj: Model) -> Model:
+    """Write the new `obj` as `obj.save(force_insert=True)` would (its fields' pre_save,
+    the database's own value conversion, the primary key read back), without building the
+    statement each time. For models without parents, signals or custom placeholders: this
+    sends no pre_save or post_save signal."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    meta = obj._meta
+    pk_set = obj.pk is not None
+    sql, fields, returning = _insert_plan(type(obj), connection, pk_set)
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if returning:
+            row = connection.ops.fetch_returned_insert_columns(cursor, ())
+            for value, field in zip(row, returning, strict=True):
+                setattr(obj, field.attname, value)
+        elif not pk_set:
+            obj.pk = connection.ops.last_insert_id(cursor, meta.db_table, meta.pk.column)
+    obj._state.adding = False
+    obj._state.db = DEFAULT_DB_ALIAS
+    return obj

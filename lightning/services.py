@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.money import MAX_MSAT
+from config.prepared import insert
 
 from . import reactions
 from .backends import get_backend
@@ -94,16 +95,18 @@ def _check_amount_and_expiry(amount_msat: int, expiry_seconds: int) -> None:
 
 def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool, purpose: str, then):
     with transaction.atomic():
-        invoice = Invoice.objects.create(
-            payment_hash=node_invoice.payment_hash,
-            bolt11=node_invoice.bolt11,
-            amount_msat=node_invoice.amount_msat,
-            memo=node_invoice.memo,
-            created_at=node_invoice.created_at,
-            expires_at=node_invoice.expires_at,
-            hold=hold,
-            backend=backend_name,
-            purpose=purpose,
+        invoice = insert(
+            Invoice(
+                payment_hash=node_invoice.payment_hash,
+                bolt11=node_invoice.bolt11,
+                amount_msat=node_invoice.amount_msat,
+                memo=node_invoice.memo,
+                created_at=node_invoice.created_at,
+                expires_at=node_invoice.expires_at,
+                hold=hold,
+                backend=backend_name,
+                purpose=purpose,
+            )
         )
         return invoice if then is None else then(invoice)
 

@@ -26,6 +26,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from checkout.models import Merchant
+from config.prepared import insert
 from lightning import invoice_codec
 from lightning import services as lightning_services
 from lightning.backends.base import (
@@ -139,18 +140,20 @@ def follow_invoice(
     sells is in its wallet from the start, pending until paid."""
     if wallet is None and merchant is None:
         return None  # the gateway's own (demo resources): nobody's balance
-    return Payment.objects.create(
-        wallet_id=wallet.pk if wallet is not None else wallet_id_for(merchant),
-        direction=Payment.Direction.IN,
-        payment_hash=invoice.payment_hash,
-        bolt11=invoice.bolt11,
-        amount_msat=invoice.amount_msat,
-        memo=invoice.memo if memo is None else memo,
-        extra=extra or {},
-        webhook=webhook,
-        tag="" if invoice.purpose == PURPOSE else invoice.purpose,
-        invoice=invoice,
-        expires_at=invoice.expires_at,
+    return insert(
+        Payment(
+            wallet_id=wallet.pk if wallet is not None else wallet_id_for(merchant),
+            direction=Payment.Direction.IN,
+            payment_hash=invoice.payment_hash,
+            bolt11=invoice.bolt11,
+            amount_msat=invoice.amount_msat,
+            memo=invoice.memo if memo is None else memo,
+            extra=extra or {},
+            webhook=webhook,
+            tag="" if invoice.purpose == PURPOSE else invoice.purpose,
+            invoice=invoice,
+            expires_at=invoice.expires_at,
+        )
     )
 
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from config.prepared import insert
 from lightning import invoice_codec
 from lightning.models import DevNodeCounter, DevNodeInvoice
 
@@ -205,16 +206,18 @@ class DevNodeBackend(LightningBackend):
             description_hash=desc_hash,
         )
         created_at = datetime.fromtimestamp(created, tz=UTC)
-        row = DevNodeInvoice.objects.create(
-            payment_hash=payment_hash,
-            preimage=preimage,
-            payment_addr=payment_addr,
-            bolt11=bolt11,
-            amount_msat=amount_msat,
-            memo=memo,
-            hold=hold,
-            created_at=created_at,
-            expires_at=created_at + timedelta(seconds=expiry_seconds),
+        row = insert(
+            DevNodeInvoice(
+                payment_hash=payment_hash,
+                preimage=preimage,
+                payment_addr=payment_addr,
+                bolt11=bolt11,
+                amount_msat=amount_msat,
+                memo=memo,
+                hold=hold,
+                created_at=created_at,
+                expires_at=created_at + timedelta(seconds=expiry_seconds),
+            )
         )
         return _to_node_invoice(row)
 
