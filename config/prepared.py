@@ -21,11 +21,17 @@ from django.db.models import Model
 class Prepared:
     """`Prepared(build, arguments=1)`: `build(*markers)` returns the queryset (a
     `values_list(...)`, usually sliced `[:1]`); `first(*arguments)` runs it with the real
-    arguments in the markers' places and returns its first row, or None."""
+    arguments in the markers' places and returns its first row, or None; `all(*arguments)`
+    returns all its rows."""
 
-    def __init__(self, build, arguments: int = 1):
+    def __init__(self, build, arguments: int = 1, *, integers: bool = False):
+        """`integers`: the arguments are integers (keys), so the markers are too: numbers no
+        key takes."""
         self.build = build
-        self.markers = [f"\x00prepared-argument-{i}" for i in range(arguments)]
+        if integers:
+            self.markers = [-(2**62) - i for i in range(arguments)]
+        else:
+            self.markers = [f"\x00prepared-argument-{i}" for i in range(arguments)]
         self._local = threading.local()
 
     def _compiled(self):
@@ -48,16 +54,22 @@ class Prepared:
         return found
 
     def first(self, *arguments):
+        rows = self._run(arguments, many=False)
+        return rows[0] if rows else None
+
+    def all(self, *arguments) -> list[tuple]:
+        """Every row (build the queryset unsliced)."""
+        return self._run(arguments, many=True)
+
+    def _run(self, arguments, many: bool) -> list[tuple]:
         connection, compiler, sql, template, converters = self._compiled()
         params = [arguments[v] if kind == "argument" else v for kind, v in template]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
-            return None
+            rows = cursor.fetchall() if many else cursor.fetchmany(1)
         if converters:
-            row = next(iter(compiler.apply_converters([row], converters)))
-        return tuple(row)
+            rows = compiler.apply_converters(rows, converters)
+        return [tuple(row) for row in rows]
 
 
 _insert_plans: dict[tuple, tuple] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import TypeVar
 
@@ -56,12 +57,14 @@ def create_invoice(
     The node is asked first, outside any transaction (a node call may take seconds, and on
     SQLite a transaction holds the one write lock). Then the Invoice and whatever `then`
     writes for it (a checkout, a challenge, an order) are written in one short transaction,
-    so a failure leaves no Invoice without what it was made for. Returns `then(invoice)`
+    so a failure leaves no Invoice without what it was made for. The dev node, which only
+    writes a row here, is asked inside that transaction. Returns `then(invoice)`
     when given, else the invoice. Call it outside a transaction."""
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
-    node_invoice = backend.create_invoice(amount_msat, memo, expiry_seconds, description_hash)
-    return _record(backend.name, node_invoice, hold=False, purpose=purpose, then=then)
+    with _node_transaction(backend):
+        node_invoice = backend.create_invoice(amount_msat, memo, expiry_seconds, description_hash)
+        return _record(backend.name, node_invoice, hold=False, purpose=purpose, then=then)
 
 
 def create_hold_invoice(
@@ -78,10 +81,11 @@ def create_hold_invoice(
     that hash) or another NodeError."""
     _check_amount_and_expiry(amount_msat, expiry_seconds)
     backend = get_backend()
-    node_invoice = backend.create_hold_invoice(
-        payment_hash, amount_msat, memo, expiry_seconds, description_hash
-    )
-    return _record(backend.name, node_invoice, hold=True, purpose=purpose, then=then)
+    with _node_transaction(backend):
+        node_invoice = backend.create_hold_invoice(
+            payment_hash, amount_msat, memo, expiry_seconds, description_hash
+        )
+        return _record(backend.name, node_invoice, hold=True, purpose=purpose, then=then)
 
 
 def _check_amount_and_expiry(amount_msat: int, expiry_seconds: int) -> None:
@@ -93,8 +97,17 @@ def _check_amount_and_expiry(amount_msat: int, expiry_seconds: int) -> None:
         raise ValueError(f"expiry_seconds must be between 1 and {MAX_EXPIRY_SECONDS}")
 
 
+def _node_transaction(backend):
+    """Around asking the node for an invoice and recording it: nothing for a node elsewhere
+    (its call stays outside our transaction), one transaction for the dev node, whose row
+    then commits with ours, in one commit instead of two."""
+    return transaction.atomic() if backend.in_our_database else nullcontext()
+
+
 def _record(backend_name: str, node_invoice: NodeInvoice, hold: bool, purpose: str, then):
-    with transaction.atomic():
+    # Without a savepoint when it runs inside the dev node's transaction: a failure rolls
+    # back both rows.
+    with transaction.atomic(savepoint=False):
         invoice = insert(
             Invoice(
                 payment_hash=node_invoice.payment_hash,

@@ -134,6 +134,9 @@ class InvoiceUpdates(abc.ABC):
 
 class LightningBackend(abc.ABC):
     name: str
+    # True for a node that keeps its invoices in this gateway's own database (the dev
+    # node): a new invoice's node row and ours are then written in one transaction.
+    in_our_database: bool = False
 
     @abc.abstractmethod
     def get_info(self) -> NodeInfo: ...

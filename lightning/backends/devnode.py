@@ -157,6 +157,7 @@ class DevNodeInvoiceUpdates(InvoiceUpdates):
 
 class DevNodeBackend(LightningBackend):
     name = "devnode"
+    in_our_database = True
 
     def __init__(self):
         self.key = invoice_codec.load_or_create_key(settings.DATA_DIR / "devnode.key")
