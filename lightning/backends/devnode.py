@@ -88,10 +88,61 @@ def _state_of(payment_hash: str) -> tuple[str, int | None] | None:
     return tuple(row) if row else None
 
 
+SETTLED_CHANNEL = "zapgate_devnode_settled"
+
+
+class _SettleListener:
+    """On PostgreSQL, a LISTEN connection of its own that a settlement's NOTIFY (sent in
+    its transaction) wakes: the stream then reads at once instead of at its next poll."""
+
+    def __init__(self):
+        import psycopg
+
+        params = {
+            k: v
+            for k, v in connection.get_connection_params().items()
+            if k not in ("context", "cursor_factory")
+        }
+        self.conn = psycopg.connect(**params, autocommit=True)
+        self.conn.execute(f"LISTEN {SETTLED_CHANNEL}")
+
+    def wait(self, seconds: float) -> None:
+        for _ in self.conn.notifies(timeout=seconds, stop_after=1):
+            pass
+        # Several settlements may have notified: one read takes them all.
+        for _ in self.conn.notifies(timeout=0):
+            pass
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class DevNodeSubscription(Subscription):
     def __init__(self, settle_index: int):
         self.cursor = settle_index
         self.closed = False
+        self.listener = None
+
+    def _wait(self, seconds: float) -> None:
+        """Until a settlement may have come (PostgreSQL: its NOTIFY, or at most `seconds`),
+        else one poll interval."""
+        if connection.vendor != "postgresql":
+            time.sleep(min(settings.DEVNODE_POLL_SECONDS, seconds))
+            return
+        if self.listener is None:
+            # Listening before the next read: a settlement committed after it notifies.
+            self.listener = _SettleListener()
+            return
+        self.listener.wait(seconds)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.listener is not None:
+            try:
+                self.listener.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+            self.listener = None
 
     def next_batch(self, timeout: float, max_items: int = 500) -> list[NodeInvoice]:
         deadline = time.monotonic() + timeout
@@ -112,11 +163,12 @@ class DevNodeSubscription(Subscription):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
-            time.sleep(min(settings.DEVNODE_POLL_SECONDS, remaining))
+            try:
+                self._wait(remaining)
+            except Exception as exc:  # psycopg's errors: the listening connection broke
+                self.close()
+                raise NodeUnavailable(f"dev node settlement stream broke: {exc}") from exc
         return []
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class DevNodeInvoiceUpdates(InvoiceUpdates):
@@ -267,6 +319,9 @@ class DevNodeBackend(LightningBackend):
         row.save(
             update_fields=["state", "preimage", "settle_index", "settled_at", "amount_paid_msat"]
         )
+        if connection.vendor == "postgresql":  # wakes the streams when this commits
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [SETTLED_CHANNEL])
 
     def settle_hold_invoice(self, preimage):
         payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
