@@ -128,16 +128,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-zapgate.sqlite3")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
-    "PG_PREPARED_STATEMENTS", default=True
-):
-    # Parameters bound by the server, and each statement prepared on its second use: the
-    # server then skips parsing and planning the same few statements again (its CPU per
-    # invoice made fell from 1.4 to 0.85 ms, and the latency of a create by a fifth). Turn
-    # off behind a PgBouncer in transaction mode older than 1.21.
-    DATABASES["default"].setdefault("OPTIONS", {}).update(
-        server_side_binding=True, prepare_threshold=2
-    )
 # Each thread keeps its connection between requests: opening one cost a TCP and auth round
 # trip on PostgreSQL, and on SQLite a file open plus the PRAGMAs above (about 1.7 ms, a
 # third of an invoice creation). Django's connections are per thread, and the threads of
