@@ -46,6 +46,9 @@ def test_an_inserted_row_reads_back_like_one_the_orm_created():
     assert _fields(stored) == _fields(CheckoutInvoice.objects.get(pk=by_orm.pk))
     assert stored.public_id == made.public_id and stored.public_id.startswith("inv_")
     assert stored.created_at is not None and stored.created_at >= by_orm.created_at
+    # A value of another type than the field's goes through Django's conversion.
+    converted = insert(CheckoutInvoice(invoice=_invoice("text"), **{**terms, "quantity": "3"}))
+    assert CheckoutInvoice.objects.get(pk=converted.pk).quantity == 3
     made.description = "changed"
     made.save()
     assert CheckoutInvoice.objects.filter(description="changed").count() == 1

@@ -114,6 +114,22 @@ def test_receive_then_the_payment_shows_paid_and_the_balance_grows(shop):
     assert_ledger_consistent(shop)
 
 
+def test_amounts_past_32_bits_of_millisatoshis_are_kept_whole(shop, other):
+    """Balances move with `F("balance_msat") + amount`. With PostgreSQL's server-side
+    parameter binding, Django stored 4.3e12 as 737,736,704 (wrapped at 32 bits) in such an
+    update, while every test here moved less than 2^31 msat (2,147 sats)."""
+    big = 5_000_000  # sats: 5e9 msat, more than 2^32
+    fund(shop, big)
+    assert shop.balance_msat() == big * 1000
+    invoice = other.receive(4_300_000)
+    assert shop.pay(invoice["payment_request"]).status_code == 201
+    assert shop.balance_msat() == 700_000_000
+    assert other.balance_msat() == 4_300_000_000
+    listed = other.call("GET", f"/api/v1/payments/{invoice['payment_hash']}").json()
+    assert listed["details"]["amount"] == 4_300_000
+    assert_ledger_consistent(shop, other)
+
+
 def test_the_key_also_works_as_lnbits_api_key_query_parameter(shop):
     answer = shop.http.get("/api/v1/wallet", params={"api-key": shop.invoice_key})
     assert answer.status_code == 200
