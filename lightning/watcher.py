@@ -68,7 +68,9 @@ def seconds_until_free(node_key: str, most: float) -> float:
     holder's lease runs out (a killed holder's stream is taken over as soon as that is
     allowed, not up to a third of a lease later), but never more than `most`, so that a
     holder that renews is checked again in time."""
-    rows = WatcherState.objects.filter(node_key=node_key).values_list("lease_expires_at", flat=True)
+    rows = list(
+        WatcherState.objects.filter(node_key=node_key).values_list("lease_expires_at", flat=True)
+    )
     if not rows:
         return most
     expires = rows[0]

@@ -33,6 +33,8 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from config.pglisten import connection_params
+
 from .models import PushMessage
 
 log = logging.getLogger("realtime")
@@ -241,8 +243,7 @@ class DatabaseChannelLayer(InMemoryChannelLayer):
     async def _listen(self):
         import psycopg
 
-        params = await self._run(lambda: self._connection().get_connection_params())
-        params = {k: v for k, v in params.items() if k not in ("context", "cursor_factory")}
+        params = await self._run(lambda: connection_params(self._connection()))
         conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
         try:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")

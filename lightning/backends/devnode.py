@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from config.pglisten import connection_params
 from config.prepared import insert
 from lightning import invoice_codec
 from lightning.models import DevNodeCounter, DevNodeInvoice
@@ -98,12 +99,7 @@ class _SettleListener:
     def __init__(self):
         import psycopg
 
-        params = {
-            k: v
-            for k, v in connection.get_connection_params().items()
-            if k not in ("context", "cursor_factory")
-        }
-        self.conn = psycopg.connect(**params, autocommit=True)
+        self.conn = psycopg.connect(**connection_params(connection), autocommit=True)
         self.conn.execute(f"LISTEN {SETTLED_CHANNEL}")
 
     def wait(self, seconds: float) -> None:
