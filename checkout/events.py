@@ -2,10 +2,12 @@
 written to the webhooks outbox inside the transaction of the change; a change of status
 also goes to the checkout's open pages (checkout.live)."""
 
+from config.prepared import Prepared, columns
+from webhooks.models import MerchantWebhookSecret
 from webhooks.services import emit, isoformat
 
 from . import live
-from .models import CheckoutInvoice
+from .models import CheckoutInvoice, Merchant
 from .serializers import format_amount
 
 EVENT_OF_STATE = {
@@ -40,18 +42,31 @@ def emit_checkout_event(checkout: CheckoutInvoice, type: str):
     )
 
 
+# The checkout of a paid invoice, with its merchant and the merchant's default secret (which
+# signs what goes to the checkout's webhookUrl): read on the way from each payment to its
+# webhook, so prepared.
+_checkout_of_invoice = Prepared(
+    lambda invoice_id: CheckoutInvoice.objects.filter(invoice_id=invoice_id).values_list(
+        *columns(CheckoutInvoice),
+        *columns(Merchant, "merchant__"),
+        *columns(MerchantWebhookSecret, "merchant__webhook_secret__"),
+    )[:1],
+    integers=True,
+)
+
+
 def announce_state_change(invoice, to_state: str) -> None:
     event_type = EVENT_OF_STATE.get(to_state)
     if event_type is None:
         return
-    # With the merchant's default secret, which signs what goes to the checkout's webhookUrl.
-    checkout = (
-        CheckoutInvoice.objects.select_related("merchant__webhook_secret")
-        .filter(invoice=invoice)
-        .first()
+    found = _checkout_of_invoice.joined(
+        (CheckoutInvoice, Merchant, MerchantWebhookSecret), invoice.pk
     )
-    if checkout is None:
+    if not found:
         return
+    checkout, checkout.merchant, secret = found[0]
+    if secret is not None:
+        checkout.merchant.webhook_secret = secret
     checkout.invoice = invoice
     emit_checkout_event(checkout, event_type)
     live.announce(checkout)  # and to its open pages, from the same read

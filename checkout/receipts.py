@@ -13,6 +13,8 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.utils import timezone
 
+from config.prepared import Prepared
+
 from .models import CheckoutInvoice
 
 log = logging.getLogger(__name__)
@@ -20,16 +22,23 @@ log = logging.getLogger(__name__)
 SWEEP_BATCH = 200
 
 
+# Read for every checkout paid (most owe no receipt), so prepared.
+_owed_receipt = Prepared(
+    lambda invoice_id: (
+        CheckoutInvoice.objects.filter(
+            invoice_id=invoice_id, send_email=True, receipt_due_at__isnull=True
+        )
+        .exclude(email="")
+        .values_list("pk")
+    ),
+    integers=True,
+)
+
+
 def mark_receipt_due(invoice) -> list[int]:
     """Inside the payment's transaction: record that this invoice's checkout is owed a
     receipt. Returns the ids of the checkouts now due one."""
-    due = list(
-        CheckoutInvoice.objects.filter(
-            invoice_id=invoice.pk, send_email=True, receipt_due_at__isnull=True
-        )
-        .exclude(email="")
-        .values_list("pk", flat=True)
-    )
+    due = [pk for (pk,) in _owed_receipt.all(invoice.pk)]
     if due:
         CheckoutInvoice.objects.filter(pk__in=due).update(receipt_due_at=timezone.now())
     return due

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.money import MAX_MSAT
-from config.prepared import insert
+from config.prepared import Prepared, columns, insert, update
 
 from . import reactions
 from .backends import get_backend
@@ -224,6 +224,27 @@ def _transition(invoice_id: int, from_states, to_state, **fields) -> bool:
     return False
 
 
+# The invoice a settlement pays, locked: one settlement is what the watcher applies as
+# payments come in, so its read is prepared (a batch, after an outage, is read in one query).
+_invoice_to_settle = Prepared(
+    lambda payment_hash: (
+        Invoice.objects.select_for_update()
+        .filter(payment_hash=payment_hash)
+        .values_list(*columns(Invoice))
+    )
+)
+PAYABLE_STATES = (Invoice.State.OPEN, Invoice.State.ACCEPTED, Invoice.State.EXPIRED)
+_PAID_FIELDS = ("state", "paid_at", "amount_paid_msat", "settle_index", "preimage")
+
+
+def _locked_invoices(payment_hashes: list[str]) -> list[Invoice]:
+    if len(payment_hashes) == 1:
+        return _invoice_to_settle.instances(Invoice, payment_hashes[0])
+    return list(
+        Invoice.objects.select_for_update().filter(payment_hash__in=payment_hashes).order_by("pk")
+    )
+
+
 def apply_settlements(
     settlements: list[NodeInvoice], node_key: str | None = None, holder: str | None = None
 ) -> list[Invoice]:
@@ -243,43 +264,46 @@ def apply_settlements(
         # the fields it writes (the reactions get them without reading them back).
         known = {
             invoice.payment_hash: invoice
-            for invoice in Invoice.objects.select_for_update()
-            .filter(payment_hash__in=[s.payment_hash for s in settled])
-            .order_by("pk")
+            for invoice in _locked_invoices([s.payment_hash for s in settled])
         }
         transitions = []
         for s in settled:
             invoice = known.get(s.payment_hash)
             if invoice is None:
                 continue  # made on the node by someone else: not ours to track
-            pk = invoice.pk
-            fields = dict(
-                state=Invoice.State.PAID,
-                paid_at=s.settled_at or now,
-                amount_paid_msat=s.amount_paid_msat or s.amount_msat,
-                settle_index=s.settle_index,
-                preimage=s.preimage,
-            )
-            for from_state in (Invoice.State.OPEN, Invoice.State.ACCEPTED, Invoice.State.EXPIRED):
-                if Invoice.objects.filter(pk=pk, state=from_state).update(**fields):
-                    for name, value in fields.items():
-                        setattr(invoice, name, value)
-                    transitions.append(
-                        InvoiceTransition(
-                            invoice_id=pk,
-                            from_state=from_state,
-                            to_state=Invoice.State.PAID,
-                            at=now,
-                            settle_index=s.settle_index,
-                        )
+            from_state = invoice.state
+            if from_state not in PAYABLE_STATES:
+                continue  # paid already (a replay), or canceled
+            invoice.state = Invoice.State.PAID
+            invoice.paid_at = s.settled_at or now
+            invoice.amount_paid_msat = s.amount_paid_msat or s.amount_msat
+            invoice.settle_index = s.settle_index
+            invoice.preimage = s.preimage
+            # Conditional as every change of state; the lock makes the state read current.
+            if update(invoice, _PAID_FIELDS, only_if=("state", from_state)):
+                transitions.append(
+                    InvoiceTransition(
+                        invoice_id=invoice.pk,
+                        from_state=from_state,
+                        to_state=Invoice.State.PAID,
+                        at=now,
+                        settle_index=s.settle_index,
                     )
-                    paid.append(invoice)
-                    break
-        InvoiceTransition.objects.bulk_create(transitions)
+                )
+                paid.append(invoice)
+        if len(transitions) == 1:  # as payments come in: prepared
+            insert(transitions[0])
+        else:
+            InvoiceTransition.objects.bulk_create(transitions)
         if node_key is not None:
             top = max((s.settle_index or 0 for s in settlements), default=0)
-            advanced = WatcherState.objects.filter(node_key=node_key, lease_holder=holder).update(
-                settle_index=top, last_event_at=now, heartbeat_at=now
+            state = WatcherState(
+                node_key=node_key, settle_index=top, last_event_at=now, heartbeat_at=now
+            )
+            advanced = update(
+                state,
+                ("settle_index", "last_event_at", "heartbeat_at"),
+                only_if=("lease_holder", holder),
             )
             if not advanced:
                 raise LeaseLost(f"lease on {node_key} is no longer held by {holder}")
@@ -288,6 +312,7 @@ def apply_settlements(
             reactions.react(invoice, from_states[invoice.pk], Invoice.State.PAID)
         if paid:
             transaction.on_commit(lambda: _announce_paid(paid))
+
     return paid
 
 

@@ -31,9 +31,10 @@ def wallet_message(payment: Payment, balance_msat: int | None = None) -> dict:
     return {"wallet_balance": balance_msat // 1000, "payment": payment_details(payment)}
 
 
-def announce(payment: Payment) -> None:
+def announce(payment: Payment, balance_msat: int | None = None) -> None:
+    """`balance_msat`: the wallet's balance after this payment, when the caller has it."""
     if payment.status not in FINAL:
         return
     publish(payment_group(payment.payment_hash), hash_message(payment))
     if payment.direction == Payment.Direction.IN and payment.status == Payment.Status.SUCCESS:
-        publish(wallet_group(payment.wallet_id), wallet_message(payment))
+        publish(wallet_group(payment.wallet_id), wallet_message(payment, balance_msat))

@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from checkout.models import Merchant
-from config.prepared import insert
+from config.prepared import Prepared, columns, insert, update
 from lightning import invoice_codec
 from lightning import services as lightning_services
 from lightning.backends.base import (
@@ -96,26 +96,49 @@ def wallet_id_for(merchant: Merchant) -> int:
     return found
 
 
-def _move(payment: Payment, kind: str, amount_msat: int, invoice: Invoice | None = None) -> None:
-    """One ledger entry and its change of the cached balance. Inside a transaction."""
+def _move(
+    payment: Payment, kind: str, amount_msat: int, invoice: Invoice | None = None
+) -> int | None:
+    """One ledger entry and its change of the cached balance. Inside a transaction.
+    Returns the new balance, or None when it could not be read back with the change (a
+    SQLite older than 3.35) or nothing moved."""
     if amount_msat == 0:
-        return
-    wallet = Wallet.objects.filter(pk=payment.wallet_id)
-    if amount_msat < 0:
-        if not wallet.filter(balance_msat__gte=-amount_msat).update(
-            balance_msat=F("balance_msat") + amount_msat
-        ):
-            available = wallet.values_list("balance_msat", flat=True)[0]
-            raise InsufficientBalance(available, -amount_msat)
-    else:
-        wallet.update(balance_msat=F("balance_msat") + amount_msat)
-    LedgerEntry.objects.create(
-        wallet_id=payment.wallet_id,
-        payment=payment,
-        invoice=invoice,
-        kind=kind,
-        amount_msat=amount_msat,
+        return None
+    balance = _add_to_balance(payment.wallet_id, amount_msat)
+    if balance is False:
+        available = Wallet.objects.values_list("balance_msat", flat=True).get(pk=payment.wallet_id)
+        raise InsufficientBalance(available, -amount_msat)
+    insert(
+        LedgerEntry(
+            wallet_id=payment.wallet_id,
+            payment=payment,
+            invoice=invoice,
+            kind=kind,
+            amount_msat=amount_msat,
+        )
     )
+    return balance
+
+
+def _add_to_balance(wallet_id: int, amount_msat: int) -> int | None | bool:
+    """Add `amount_msat` to the wallet's cached balance, in one statement; a debit only
+    if the balance covers it (False when it does not). Returns the new balance where the
+    database returns it with the change (RETURNING), else None."""
+    table = connection.ops.quote_name(Wallet._meta.db_table)
+    sql = f"UPDATE {table} SET balance_msat = balance_msat + %s WHERE id = %s"
+    params = [amount_msat, wallet_id]
+    if amount_msat < 0:
+        sql += " AND balance_msat >= %s"
+        params.append(-amount_msat)
+    returning = connection.features.can_return_columns_from_insert
+    if returning:
+        sql += " RETURNING balance_msat"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returning:
+            row = cursor.fetchone()
+            return False if row is None else row[0]
+        return None if cursor.rowcount else False
 
 
 def ledger_balance_msat(wallet: Wallet) -> int:
@@ -157,32 +180,38 @@ def follow_invoice(
     )
 
 
+# The payment that follows an invoice, with its wallet: read for every payment received,
+# on the way from the payment to its webhook, so prepared.
+_payment_of_invoice = Prepared(
+    lambda invoice_id: Payment.objects.filter(invoice_id=invoice_id).values_list(
+        *columns(Payment), *columns(Wallet, "wallet__")
+    )[:1],
+    integers=True,
+)
+_PAID_FIELDS = ("status", "amount_msat", "preimage", "settled_at", "failure_reason")
+
+
 def invoice_changed(invoice: Invoice, from_state: str, to_state: str) -> None:
     """The reaction to every invoice's state change (see receivers): inside its
     transaction, the wallet payment that follows it changes with it, once."""
-    payment = Payment.objects.filter(invoice=invoice).select_related("wallet").first()
-    if payment is None:
+    found = _payment_of_invoice.joined((Payment, Wallet), invoice.pk)
+    if not found:
         return
+    payment, payment.wallet = found[0]
     if to_state == Invoice.State.PAID:
+        if payment.status == Payment.Status.SUCCESS:
+            return
         amount = invoice.amount_paid_msat or invoice.amount_msat
-        paid = dict(
-            status=Payment.Status.SUCCESS,
-            amount_msat=amount,
-            preimage=invoice.preimage,
-            settled_at=invoice.paid_at or timezone.now(),
-            failure_reason="",
-        )
-        changed = (
-            Payment.objects.filter(pk=payment.pk)
-            .exclude(status=Payment.Status.SUCCESS)
-            .update(**paid)
-        )
-        if changed:
-            for name, value in paid.items():  # as written (no need to read the row back)
-                setattr(payment, name, value)
-            _move(payment, LedgerEntry.Kind.CREDIT, amount, invoice=invoice)
+        payment.status = Payment.Status.SUCCESS
+        payment.amount_msat = amount
+        payment.preimage = invoice.preimage
+        payment.settled_at = invoice.paid_at or timezone.now()
+        payment.failure_reason = ""
+        # As written (no need to read the row back); conditional: credited once.
+        if update(payment, _PAID_FIELDS, unless=("status", Payment.Status.SUCCESS)):
+            balance = _move(payment, LedgerEntry.Kind.CREDIT, amount, invoice=invoice)
             events.announce(payment, "payment.completed")
-            live.announce(payment)
+            live.announce(payment, balance_msat=balance)
     elif to_state == "accepted":
         events.announce(payment, "payment.held")
     elif to_state in (Invoice.State.EXPIRED, Invoice.State.CANCELED):

@@ -26,7 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from checkout.models import Merchant
-from config.prepared import Prepared
+from config.prepared import Prepared, insert
 from config.problems import Problem
 from config.ssrf import check_url
 
@@ -200,11 +200,11 @@ def emit(
     if source:
         try:
             with transaction.atomic():  # a savepoint: a duplicate must not spoil the caller's
-                event.save()
+                insert(event)
         except IntegrityError:
             return None
     else:
-        event.save()
+        insert(event)
     token = uuid.uuid4().hex
     leased = dict(
         event=event,
@@ -215,7 +215,8 @@ def emit(
     )
     ready = [Ready(WebhookDelivery(endpoint=e, **leased), e) for e in endpoints]
     ready += [Ready(WebhookDelivery(url=url, **leased), default) for url in extra_urls]
-    WebhookDelivery.objects.bulk_create([r.delivery for r in ready])
+    for r in ready:  # one or two, mostly: each insert is prepared, a bulk one is built
+        insert(r.delivery)
     _enqueue_after_commit([(r.delivery.pk, token) for r in ready], ready)
     return event
 

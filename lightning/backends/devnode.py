@@ -18,7 +18,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from config.pglisten import connection_params
-from config.prepared import insert
+from config.prepared import Prepared, columns, insert, update
 from lightning import invoice_codec
 from lightning.models import DevNodeCounter, DevNodeInvoice
 
@@ -89,6 +89,22 @@ def _state_of(payment_hash: str) -> tuple[str, int | None] | None:
     return tuple(row) if row else None
 
 
+_settled_after = Prepared(
+    lambda index: (
+        DevNodeInvoice.objects.filter(settle_index__gt=index)
+        .order_by("settle_index")
+        .values_list(*columns(DevNodeInvoice))[:500]
+    ),
+    integers=True,
+)
+_invoice_to_pay = Prepared(
+    lambda payment_hash: (
+        DevNodeInvoice.objects.select_for_update()
+        .filter(payment_hash=payment_hash)
+        .values_list(*columns(DevNodeInvoice))
+    )
+)
+
 SETTLED_CHANNEL = "zapgate_devnode_settled"
 
 
@@ -146,11 +162,7 @@ class DevNodeSubscription(Subscription):
             try:
                 rows = []
                 if _last_settle_index() > self.cursor:
-                    rows = list(
-                        DevNodeInvoice.objects.filter(settle_index__gt=self.cursor).order_by(
-                            "settle_index"
-                        )[:max_items]
-                    )
+                    rows = _settled_after.instances(DevNodeInvoice, self.cursor)[:max_items]
             except DatabaseError as exc:
                 raise NodeUnavailable(f"dev node database unavailable: {exc}") from exc
             if rows:
@@ -302,19 +314,19 @@ class DevNodeBackend(LightningBackend):
     def subscribe_single(self, payment_hash, timeout=None):
         return DevNodeInvoiceUpdates(payment_hash, timeout)
 
-    def _settle(self, row: DevNodeInvoice, preimage: str, amount_paid_msat: int) -> None:
-        """Must run inside a transaction that locked the counter row first."""
-        counter = self._lock_counter()
+    @staticmethod
+    def _settle(
+        counter: DevNodeCounter, row: DevNodeInvoice, preimage: str, amount_paid_msat: int
+    ) -> None:
+        """Inside the transaction that locked `counter` (first) and `row`."""
         counter.last_settle_index += 1
-        counter.save(update_fields=["last_settle_index"])
+        update(counter, ("last_settle_index",))
         row.state = DevNodeInvoice.State.SETTLED
         row.preimage = preimage
         row.settle_index = counter.last_settle_index
         row.settled_at = timezone.now()
         row.amount_paid_msat = amount_paid_msat
-        row.save(
-            update_fields=["state", "preimage", "settle_index", "settled_at", "amount_paid_msat"]
-        )
+        update(row, ("state", "preimage", "settle_index", "settled_at", "amount_paid_msat"))
         if connection.vendor == "postgresql":  # wakes the streams when this commits
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_notify(%s, '')", [SETTLED_CHANNEL])
@@ -322,11 +334,11 @@ class DevNodeBackend(LightningBackend):
     def settle_hold_invoice(self, preimage):
         payment_hash = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
         with transaction.atomic():
-            self._lock_counter()
+            counter = self._lock_counter()
             row = self._locked_row(payment_hash)
             if row.state != DevNodeInvoice.State.ACCEPTED:
                 raise PaymentFailed(f"hold invoice is {row.state}, not ACCEPTED: cannot settle")
-            self._settle(row, preimage, row.amount_paid_msat)
+            self._settle(counter, row, preimage, row.amount_paid_msat)
 
     def cancel_hold_invoice(self, payment_hash):
         with transaction.atomic():
@@ -335,10 +347,6 @@ class DevNodeBackend(LightningBackend):
                 raise PaymentFailed("invoice already settled: cannot cancel")
             row.state = DevNodeInvoice.State.CANCELED
             row.save(update_fields=["state"])
-
-    def _htlc_expiry_height(self) -> int:
-        """The expiry of an HTLC arriving now: the invoice's final CLTV delta from here."""
-        return self._lock_counter().block_height + invoice_codec.MIN_FINAL_CLTV_EXPIRY
 
     @staticmethod
     def _lock_counter() -> DevNodeCounter:
@@ -358,14 +366,10 @@ class DevNodeBackend(LightningBackend):
         """Pay one of our own invoices, as a wallet on the other side of a channel would:
         no route, so no fee and any fee limit holds. A hold invoice is left ACCEPTED and
         the Payment carries no preimage (track_payment says IN_FLIGHT until it settles)."""
-        payment_hash = self._payment_hash_to_pay(bolt11)
         with transaction.atomic():
             # Lock order (counter, then invoice) is the same as in settle_hold_invoice.
-            self._lock_counter()
-            try:
-                row = self._locked_row(payment_hash)
-            except InvoiceNotFound:
-                raise PaymentFailed("the dev node can only pay invoices it issued") from None
+            counter = self._lock_counter()
+            row = self._invoice_to_pay(bolt11)
             if row.state == DevNodeInvoice.State.SETTLED:
                 raise PaymentFailed("invoice is already paid")
             if row.state == DevNodeInvoice.State.ACCEPTED:
@@ -377,10 +381,11 @@ class DevNodeBackend(LightningBackend):
             if row.hold:
                 row.state = DevNodeInvoice.State.ACCEPTED
                 row.amount_paid_msat = row.amount_msat
-                row.htlc_expiry_height = self._htlc_expiry_height()
+                # The expiry of an HTLC arriving now: the final CLTV delta from here.
+                row.htlc_expiry_height = counter.block_height + invoice_codec.MIN_FINAL_CLTV_EXPIRY
                 row.save(update_fields=["state", "amount_paid_msat", "htlc_expiry_height"])
             else:
-                self._settle(row, row.preimage, row.amount_msat)
+                self._settle(counter, row, row.preimage, row.amount_msat)
         return Payment(
             payment_hash=row.payment_hash,
             preimage=row.preimage,
@@ -389,22 +394,23 @@ class DevNodeBackend(LightningBackend):
         )
 
     @staticmethod
-    def _payment_hash_to_pay(bolt11: str) -> str:
-        """The payment hash of `bolt11`. One of our own invoices, as issued, is recognised
-        by its stored text (decoding and verifying it took milliseconds, on the path from
-        a payment to its webhook); anything else is decoded and verified as before."""
+    def _invoice_to_pay(bolt11: str) -> DevNodeInvoice:
+        """The row of the invoice `bolt11`, locked. One of our own invoices, as issued, is
+        recognised by its stored text (decoding and verifying it took milliseconds, on the
+        path from a payment to its webhook); anything else is decoded and verified."""
         payment_hash = invoice_codec.payment_hash_of(bolt11)
-        if (
-            payment_hash is not None
-            and DevNodeInvoice.objects.filter(
-                payment_hash=payment_hash, bolt11=invoice_codec.normalize(bolt11)
-            ).exists()
-        ):
-            return payment_hash
+        rows = _invoice_to_pay.instances(DevNodeInvoice, payment_hash) if payment_hash else []
+        if rows and rows[0].bolt11 == invoice_codec.normalize(bolt11):
+            return rows[0]
         try:
-            return invoice_codec.decode_invoice(bolt11).payment_hash
+            decoded_hash = invoice_codec.decode_invoice(bolt11).payment_hash
         except ValueError as exc:
             raise PaymentFailed(str(exc)) from exc
+        if not rows or decoded_hash != payment_hash:
+            rows = _invoice_to_pay.instances(DevNodeInvoice, decoded_hash)
+        if not rows:
+            raise PaymentFailed("the dev node can only pay invoices it issued")
+        return rows[0]
 
     def track_payment(self, payment_hash):
         """The dev node only ever pays its own invoices, so the invoice is the payment: a
