@@ -3,12 +3,11 @@
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Count, Q, Sum
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from config.prepared import Prepared
+from config.prepared import Prepared, columns
 from lightning.models import Invoice
 
 from .models import ApiKey, CheckoutInvoice, Merchant, Product
@@ -55,12 +54,10 @@ def checkout_for_status(invoice_id: str) -> CheckoutInvoice | None:
     return checkout
 
 
-_KEY_FIELDS = [f.attname for f in ApiKey._meta.concrete_fields]
-_MERCHANT_FIELDS = [f.attname for f in Merchant._meta.concrete_fields]
 _active_key = Prepared(
     lambda key_hash: (
         ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True)
-        .values_list(*_KEY_FIELDS, *(f"merchant__{name}" for name in _MERCHANT_FIELDS))
+        .values_list(*columns(ApiKey), *columns(Merchant, "merchant__"))
         .order_by()[:1]
     )
 )
@@ -69,11 +66,10 @@ _active_key = Prepared(
 def active_api_key(key_hash: str) -> ApiKey | None:
     """The unrevoked key with this hash, with its merchant: every API request's first
     query (prepared, as the status read)."""
-    row = _active_key.first(key_hash)
-    if row is None:
+    found = _active_key.joined((ApiKey, Merchant), key_hash)
+    if not found:
         return None
-    key = ApiKey.from_db(DEFAULT_DB_ALIAS, _KEY_FIELDS, row[: len(_KEY_FIELDS)])
-    key.merchant = Merchant.from_db(DEFAULT_DB_ALIAS, _MERCHANT_FIELDS, row[len(_KEY_FIELDS) :])
+    key, key.merchant = found[0]
     return key
 
 

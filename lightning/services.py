@@ -312,7 +312,6 @@ def apply_settlements(
             reactions.react(invoice, from_states[invoice.pk], Invoice.State.PAID)
         if paid:
             transaction.on_commit(lambda: _announce_paid(paid))
-
     return paid
 
 

@@ -105,9 +105,6 @@ def _move(
     if amount_msat == 0:
         return None
     balance = _add_to_balance(payment.wallet_id, amount_msat)
-    if balance is False:
-        available = Wallet.objects.values_list("balance_msat", flat=True).get(pk=payment.wallet_id)
-        raise InsufficientBalance(available, -amount_msat)
     insert(
         LedgerEntry(
             wallet_id=payment.wallet_id,
@@ -120,10 +117,10 @@ def _move(
     return balance
 
 
-def _add_to_balance(wallet_id: int, amount_msat: int) -> int | None | bool:
+def _add_to_balance(wallet_id: int, amount_msat: int) -> int | None:
     """Add `amount_msat` to the wallet's cached balance, in one statement; a debit only
-    if the balance covers it (False when it does not). Returns the new balance where the
-    database returns it with the change (RETURNING), else None."""
+    if the balance covers it (else InsufficientBalance, nothing changed). Returns the new
+    balance where the database returns it with the change (RETURNING), else None."""
     table = connection.ops.quote_name(Wallet._meta.db_table)
     sql = f"UPDATE {table} SET balance_msat = balance_msat + %s WHERE id = %s"
     params = [amount_msat, wallet_id]
@@ -135,10 +132,12 @@ def _add_to_balance(wallet_id: int, amount_msat: int) -> int | None | bool:
         sql += " RETURNING balance_msat"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        if returning:
-            row = cursor.fetchone()
-            return False if row is None else row[0]
-        return None if cursor.rowcount else False
+        row = cursor.fetchone() if returning else None
+        changed = row is not None if returning else cursor.rowcount == 1
+    if not changed:
+        available = Wallet.objects.values_list("balance_msat", flat=True).get(pk=wallet_id)
+        raise InsufficientBalance(available, -amount_msat)
+    return row[0] if row else None
 
 
 def ledger_balance_msat(wallet: Wallet) -> int:

@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from checkout.models import Merchant
-from config.prepared import Prepared, insert
+from config.prepared import Prepared, columns, insert
 from config.problems import Problem
 from config.ssrf import check_url
 
@@ -145,11 +145,10 @@ def default_secret(merchant: Merchant) -> MerchantWebhookSecret:
 
 # --- events ----------------------------------------------------------------------------
 
-_ENDPOINT_FIELDS = [f.attname for f in WebhookEndpoint._meta.concrete_fields]
 _enabled_endpoints = Prepared(
     lambda merchant_id: WebhookEndpoint.objects.filter(
         merchant_id=merchant_id, enabled=True
-    ).values_list(*_ENDPOINT_FIELDS),
+    ).values_list(*columns(WebhookEndpoint)),
     integers=True,
 )
 
@@ -157,10 +156,7 @@ _enabled_endpoints = Prepared(
 def enabled_endpoints(merchant_id: int) -> list[WebhookEndpoint]:
     """The merchant's enabled endpoints: read for every event (each invoice made has one),
     so prepared; building the query cost more than running it."""
-    return [
-        WebhookEndpoint.from_db(DEFAULT_DB_ALIAS, _ENDPOINT_FIELDS, row)
-        for row in _enabled_endpoints.all(merchant_id)
-    ]
+    return _enabled_endpoints.instances(WebhookEndpoint, merchant_id)
 
 
 def emit(
