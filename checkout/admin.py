@@ -9,6 +9,7 @@ the querysets, so another merchant's object id in a URL finds nothing.
 from django.contrib import admin, messages
 from django.db import models
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from .models import ApiKey, CheckoutInvoice, Merchant, MerchantUser, Product
@@ -177,6 +178,7 @@ class CheckoutInvoiceAdmin(MerchantScopedAdmin):
         "public_id",
         "status_label",
         "checkout_page",
+        "refund_link",
         "merchant",
         "product",
         "quantity",
@@ -240,6 +242,13 @@ class CheckoutInvoiceAdmin(MerchantScopedAdmin):
     @admin.display(description="BOLT11 invoice")
     def bolt11(self, checkout):
         return checkout.invoice.bolt11
+
+    @admin.display(description="Refunds")
+    def refund_link(self, checkout):
+        if checkout.status != CheckoutInvoice.Status.PAID:
+            return "-"
+        url = reverse("admin:refunds_refund_checkout", args=[checkout.public_id])
+        return format_html('<a class="button" href="{}">Refund</a>', url)
 
     @admin.display(description="Checkout page")
     def checkout_page(self, checkout):

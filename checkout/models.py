@@ -119,6 +119,8 @@ class CheckoutInvoice(models.Model):
     # Also gets this checkout's webhook events, signed with the merchant's default secret.
     webhook_url = models.URLField(max_length=2000, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # Where a refund is paid by itself: the buyer's Lightning address or LNURL-pay.
+    refund_address = models.CharField(max_length=2000, blank=True)
     idempotency_key = models.CharField(max_length=256, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # The receipt outbox: set in the transaction that marks the invoice paid (when a receipt

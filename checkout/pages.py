@@ -48,7 +48,7 @@ def format_fiat(amount: Decimal, currency: str) -> str:
     return f"{symbol}{amount:,.2f}" if symbol else f"{amount:,.2f} {currency}"
 
 
-def lightning_qr_svg(bolt11: str) -> str:
+def lightning_qr_svg(bolt11: str, title: str = "QR code of the Lightning invoice") -> str:
     """`lightning:` + the upper-case invoice as an inline SVG QR code. Upper case lets the
     invoice use the QR alphanumeric mode (a smaller, easier-to-scan code); the scheme stays
     lower case in its own segment, as wallets expect."""
@@ -60,7 +60,7 @@ def lightning_qr_svg(bolt11: str) -> str:
         light="#fff",
         omitsize=True,
         svgclass="qr-code",
-        title="QR code of the Lightning invoice",
+        title=title,
     )
 
 

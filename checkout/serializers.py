@@ -191,6 +191,20 @@ class CheckoutOptionsMixin(serializers.Serializer):
         help_text="Email a receipt to `email` once the invoice is paid.",
     )
 
+    refundAddress = serializers.CharField(
+        source="refund_address",
+        max_length=2000,
+        allow_blank=True,
+        required=False,
+        help_text="The buyer's Lightning address (user@domain) or LNURL-pay: a refund of "
+        "this checkout is paid there by itself.",
+    )
+
+    def validate_refundAddress(self, value):  # noqa: N802 (DRF: validate_<field name>)
+        from refunds.lnurl import check_address
+
+        return check_address(value) if value else value
+
     def validate(self, attrs):
         attrs = super().validate(attrs)
         if attrs.get("send_email") and not attrs.get("email"):
@@ -385,6 +399,7 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
         help_text="The exchange rate used, in `currency` per BTC (null for SAT)."
     )
     rateSource = serializers.SerializerMethodField()
+    refundAddress = serializers.CharField(source="refund_address", allow_null=True)
 
     class Meta:
         model = CheckoutInvoice
@@ -412,6 +427,7 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
             "metadata",
             "rate",
             "rateSource",
+            "refundAddress",
         ]
 
     def to_representation(self, obj):
@@ -443,6 +459,7 @@ class CheckoutInvoiceSerializer(serializers.ModelSerializer):
             "metadata": obj.metadata,
             "rate": self.get_rate(obj),
             "rateSource": obj.rate_source or None,
+            "refundAddress": obj.refund_address or None,
         }
 
     def get_amount(self, obj) -> str:

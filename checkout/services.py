@@ -227,6 +227,7 @@ def _create_checkout(
                 redirect_url=terms.get("redirect_url", ""),
                 webhook_url=terms.get("webhook_url", ""),
                 metadata=terms.get("metadata") or {},
+                refund_address=terms.get("refund_address", ""),
                 idempotency_key=reservation.key if reservation else None,
             )
         )

@@ -24,6 +24,8 @@ MERCHANT_STAFF_PERMISSIONS = {
     "l402.proxy": ("view", "add", "change", "delete"),
     "l402.proxyendpoint": ("view", "add", "change", "delete"),
     "l402.l402challenge": ("view",),
+    # Refunds are made from a paid checkout's page; "change" reissues or withdraws a link.
+    "refunds.refund": ("view", "change"),
 }
 
 

@@ -85,6 +85,8 @@ class AutoSchema(SpectacularAutoSchema):
                 any(field.required for field in force_instance(shape).fields.values())
                 for shape in shapes
             )
+        if getattr(serializer, "openapi_body_required", False):
+            required = True  # its fields are optional one by one, but not all at once
         return schema, required
 
     def _map_basic_serializer(self, serializer, direction):

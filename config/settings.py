@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "webhooks",
     "l402",
     "wallets",
+    "refunds",
     "realtime",
     "axes",
 ]
@@ -462,6 +463,26 @@ WALLETS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
     },
 }
 # --- end wallets settings
+# --- refunds settings (owned by the refunds app) -----------------------------------------
+# How long a refund link (LNURL-withdraw and paste page) can be claimed; the merchant may
+# reissue it afterwards.
+REFUNDS_LINK_SECONDS = env.int("REFUNDS_LINK_SECONDS", default=7 * 24 * 3600)
+# Fetching an invoice from a buyer's Lightning address / LNURL-pay: the timeout of each
+# request, how many times a refund tries (a server that is down), the first retry delay
+# (doubling), and whether addresses on private or loopback networks may be fetched.
+REFUNDS_FETCH_TIMEOUT_SECONDS = env.float("REFUNDS_FETCH_TIMEOUT_SECONDS", default=10.0)
+REFUNDS_ADDRESS_ATTEMPTS = env.int("REFUNDS_ADDRESS_ATTEMPTS", default=5)
+REFUNDS_RETRY_SECONDS = env.float("REFUNDS_RETRY_SECONDS", default=30.0)
+REFUNDS_ALLOW_PRIVATE_TARGETS = env.bool("REFUNDS_ALLOW_PRIVATE_TARGETS", default=False)
+# How often the sweep runs (expire links, retry addresses, resume payouts, send emails).
+REFUNDS_SWEEP_SECONDS = env.float("REFUNDS_SWEEP_SECONDS", default=5.0)
+REFUNDS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
+    "refunds-sweep": {"task": "refunds.tasks.sweep", "schedule": REFUNDS_SWEEP_SECONDS},
+}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RefundRateChoiceEnum"] = (
+    "refunds.models.Refund.RateChoice"
+)
+# --- end refunds settings
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile-invoices": {
@@ -481,4 +502,5 @@ CELERY_BEAT_SCHEDULE = {
     **WEBHOOKS_CELERY_BEAT_SCHEDULE,
     **SHOPIFY_CELERY_BEAT_SCHEDULE,
     **WALLETS_CELERY_BEAT_SCHEDULE,
+    **REFUNDS_CELERY_BEAT_SCHEDULE,
 }

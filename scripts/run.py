@@ -18,6 +18,7 @@ os.environ.setdefault("WORKER_BEAT", "true")  # beat inside the one worker: a pr
 os.environ.setdefault("ZAPGATE_DEV_MODE", "true")
 os.environ.setdefault("WEBHOOKS_ALLOW_PRIVATE_TARGETS", "true")
 os.environ.setdefault("L402_PROXY_ALLOW_PRIVATE_TARGETS", "true")
+os.environ.setdefault("REFUNDS_ALLOW_PRIVATE_TARGETS", "true")
 PORT = os.environ.setdefault("PORT", "8000")
 os.environ.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{PORT}")
 

@@ -10,7 +10,7 @@ import pytest
 
 from .processes import ROOT
 
-APPS = ["lightning", "checkout", "agents", "shopify_bridge", "webhooks", "l402"]
+APPS = ["lightning", "checkout", "agents", "shopify_bridge", "webhooks", "l402", "refunds"]
 
 
 def python_files(app):

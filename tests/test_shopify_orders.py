@@ -8,6 +8,7 @@ import json
 import re
 from datetime import timedelta
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
@@ -535,6 +536,49 @@ def test_out_of_stock_needs_refund_and_the_merchant_is_told(shop, fake_shopify):
     assert order.public_id in mail.outbox[0].subject and "ada@example.com" in mail.outbox[0].body
     status = status_of(client, order.public_id, paid["claimToken"]).json()
     assert status["status"] == "NeedsRefund"
+
+
+def test_an_order_that_needs_a_refund_is_refunded_in_full_through_a_link(
+    shop, fake_shopify, merchant_and_key
+):
+    from refunds import emails
+    from refunds.models import Refund
+
+    client = Client()
+    challenge, paid = paid_order(client, [{"variantId": 2001, "quantity": 4}])  # 3 in stock
+    claim(client, paid["claimToken"])
+    order = ShopifyOrder.objects.get(public_id=challenge["orderId"])
+    push.push_order(order.pk)
+    _, key = merchant_and_key
+
+    # The order's money is all the merchant's wallet holds: it is refunded in full anyway.
+    answer = post_json(
+        client, "/api/refunds", {"shopifyOrderId": order.public_id}, HTTP_X_API_KEY=key
+    )
+
+    assert answer.status_code == 201, answer.content
+    body = answer.json()
+    assert body["source"] == "shopify" and body["sourceId"] == order.public_id
+    assert body["amountSats"] == order.amount_sats and body["state"] == "claimable"
+    assert body["email"] == "ada@example.com"
+    refund = Refund.objects.get(public_id=body["refundId"])
+    assert emails.send(refund.pk) == 1
+    assert body["claimUrl"] in mail.outbox[-1].body and mail.outbox[-1].to == ["ada@example.com"]
+    # A wallet elsewhere claims it; the dev node routes without fees.
+    invoice = get_backend().create_invoice(order.amount_sats * 1000, "ada's wallet", 600)
+    withdraw = client.get(urlsplit(body["claimUrl"]).path.replace("/refund/", "/lnurlw/"))
+    callback = urlsplit(withdraw.json()["callback"]).path
+    claimed = client.get(callback, {"k1": withdraw.json()["k1"], "pr": invoice.bolt11})
+    assert claimed.json() == {"status": "OK"}
+    from refunds import services as refunds
+
+    assert refunds.pay_out(refund.pk).state == "completed"
+    again = post_json(
+        client, "/api/refunds", {"shopifyOrderId": order.public_id}, HTTP_X_API_KEY=key
+    )
+    assert again.status_code == 409 and again.json()["error"] == "fully_refunded"
+    other = post_json(client, "/api/refunds", {"shopifyOrderId": "shpfy_nope"}, HTTP_X_API_KEY=key)
+    assert other.status_code == 404
 
 
 # --- Shopify's webhooks -----------------------------------------------------------------

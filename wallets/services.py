@@ -38,7 +38,7 @@ from lightning.backends.base import (
 )
 from lightning.models import Invoice
 
-from . import events, live
+from . import events, live, signals
 from .models import LedgerEntry, Payment, Wallet
 
 log = logging.getLogger(__name__)
@@ -284,11 +284,14 @@ def _decode(bolt11: str):
     return decoded, amount_msat, expires
 
 
-def pay(wallet: Wallet, bolt11: str, *, extra: dict | None = None) -> Payment:
+def pay(
+    wallet: Wallet, bolt11: str, *, extra: dict | None = None, max_fee_msat: int | None = None
+) -> Payment:
     """Pay `bolt11` from `wallet`. Returns the payment (succeeded, or still pending when
     the node cannot say yet); a payment that failed is returned failed, its reservation
     released. The same invoice paid again by the same wallet returns the first payment
-    (unless that one failed). Raises NotPayable, InsufficientBalance (nothing is sent)."""
+    (unless that one failed). `max_fee_msat` lowers the fee limit (and so the reserve).
+    Raises NotPayable, InsufficientBalance (nothing is sent)."""
     bolt11 = bolt11.strip().removeprefix("lightning:")
     decoded, amount_msat, expires = _decode(bolt11)
     earlier = _live_payment(wallet, decoded.payment_hash)
@@ -308,6 +311,8 @@ def pay(wallet: Wallet, bolt11: str, *, extra: dict | None = None) -> Payment:
         if ours.state != Invoice.State.OPEN:
             raise NotPayable("invoice_not_open", f"The invoice is already {ours.state}.")
     fee_limit = 0 if internal else fee_limit_msat(amount_msat)
+    if max_fee_msat is not None:
+        fee_limit = max(0, min(fee_limit, max_fee_msat))
     claim = settings.WALLETS_PAY_TIMEOUT_SECONDS + settings.LND_TIMEOUT_SECONDS + 30
     try:
         with transaction.atomic():
@@ -401,6 +406,7 @@ def succeed(payment_id: int, preimage: str, fee_msat: int) -> Payment:
             _move(payment, LedgerEntry.Kind.SETTLE, payment.fee_limit_msat - fee_msat)
             events.announce(payment, "payment.sent")
             live.announce(payment)
+            signals.outgoing_payment_ended.send(Payment, payment=payment)
     return payment
 
 
@@ -421,6 +427,7 @@ def fail(payment_id: int, reason: str) -> Payment:
             )
             events.announce(payment, "payment.failed")
             live.announce(payment)
+            signals.outgoing_payment_ended.send(Payment, payment=payment)
     return payment
 
 

@@ -1,4 +1,5 @@
-"""The one HTTP POST of a webhook attempt, made safe for merchant-given URLs.
+"""The one HTTP POST of a webhook attempt (and the GET of an LNURL fetched for a refund),
+made safe for URLs that merchants and buyers give.
 
 The URL is vetted by the SSRF guard at send time and the connection goes to the address
 that was vetted (so a DNS answer that changes between check and connect cannot point us
@@ -60,6 +61,27 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
 
 def post(url: str, body: bytes, headers: dict, timeout: float, allow_private: bool) -> Outcome:
+    return request(
+        "POST",
+        url,
+        body,
+        {**headers, "Content-Type": "application/json", "User-Agent": USER_AGENT},
+        timeout,
+        allow_private,
+    )
+
+
+def request(
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict,
+    timeout: float,
+    allow_private: bool,
+    max_bytes: int = EXCERPT_BYTES,
+) -> Outcome:
+    """One exchange with a vetted, pinned address; the answer's first `max_bytes` bytes are
+    its excerpt. A redirect or a non-2xx answer is an outcome with an error."""
     started = time.monotonic()
 
     def outcome(status=None, excerpt="", error=""):
@@ -80,19 +102,9 @@ def post(url: str, body: bytes, headers: dict, timeout: float, allow_private: bo
     deadline.daemon = True
     deadline.start()
     try:
-        conn.request(
-            "POST",
-            path,
-            body=body,
-            headers={
-                **headers,
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                "Connection": "close",
-            },
-        )
+        conn.request(method, path, body=body, headers={**headers, "Connection": "close"})
         response = conn.getresponse()
-        excerpt = response.read(EXCERPT_BYTES).decode("utf-8", errors="replace")
+        excerpt = response.read(max_bytes).decode("utf-8", errors="replace")
         status = response.status
         if 300 <= status < 400:
             location = response.getheader("Location", "")

@@ -1,0 +1,180 @@
+"""Refunds in the admin: a merchant's staff refund a paid checkout from its page (the
+"Refund" link), see their refunds, and reissue or withdraw an unclaimed link. The rules are
+refunds.services'; the operator's superuser sees every merchant's."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from checkout.admin import MerchantScopedAdmin, request_merchant
+from checkout.models import CheckoutInvoice
+from config.problems import Problem
+
+from . import services
+from .models import Refund
+from .serializers import claim_url
+
+
+class RefundForm(forms.Form):
+    amount_sats = forms.IntegerField(
+        label="Amount (sats)",
+        min_value=1,
+        required=False,
+        help_text="Leave empty to refund all that is left.",
+    )
+    reason = forms.CharField(max_length=500, required=False)
+    refund_address = forms.CharField(
+        label="Refund address",
+        max_length=2000,
+        required=False,
+        help_text="The buyer's Lightning address or LNURL-pay (default: the checkout's). "
+        "Without one, the buyer gets a refund link.",
+    )
+
+
+@admin.register(Refund)
+class RefundAdmin(MerchantScopedAdmin):
+    list_display = (
+        "public_id",
+        "source",
+        "source_id",
+        "sats",
+        "state",
+        "reason",
+        "created_at",
+        "completed_at",
+    )
+    list_filter = ("state", "source", "created_at")
+    search_fields = ("=public_id", "=source_id", "=payment_hash", "email")
+    actions = ["reissue_links", "cancel_refunds"]
+    fields = (
+        "public_id",
+        "state",
+        "failure_reason",
+        "source",
+        "source_id",
+        "sats",
+        ("fiat_amount", "currency", "rate", "rate_choice"),
+        "reason",
+        "refund_address",
+        "link",
+        "claim_expires_at",
+        "email",
+        "payment_hash",
+        "preimage",
+        "created_at",
+        "completed_at",
+    )
+    readonly_fields = [
+        name for entry in fields for name in (entry if isinstance(entry, tuple) else (entry,))
+    ]
+
+    def get_exclude(self, request, obj=None):
+        return []
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    def has_add_permission(self, request):
+        return False  # made from a paid checkout's page (or the API)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only: the page has actions, not a Save button.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Sats", ordering="amount_msat")
+    def sats(self, refund):
+        return f"{refund.amount_msat // 1000:,}"
+
+    @admin.display(description="Refund link")
+    def link(self, refund):
+        if refund.state != Refund.State.CLAIMABLE or not refund.claim_token:
+            return "-"
+        url = claim_url(refund)
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', url, url)
+
+    @admin.display(description="Preimage (proof of payment)")
+    def preimage(self, refund):
+        return refund.payout.preimage if refund.payout_id else "-"
+
+    @admin.action(
+        description="Reissue the refund link (new link, new expiry)", permissions=["change"]
+    )
+    def reissue_links(self, request, queryset):
+        self._each(request, queryset, services.reissue, "reissued")
+
+    @admin.action(description="Withdraw refunds not yet being paid", permissions=["change"])
+    def cancel_refunds(self, request, queryset):
+        self._each(request, queryset, services.cancel, "withdrawn")
+
+    def _each(self, request, queryset, action, done):
+        for refund in queryset:
+            try:
+                action(refund)
+                self.message_user(request, f"{refund.public_id}: {done}.")
+            except Problem as exc:
+                self.message_user(request, f"{refund.public_id}: {exc.detail}", messages.ERROR)
+
+    def get_urls(self):
+        refund_view = self.admin_site.admin_view(self.refund_checkout)
+        return [
+            path("checkout/<str:invoice_id>/", refund_view, name="refunds_refund_checkout"),
+            *super().get_urls(),
+        ]
+
+    def refund_checkout(self, request, invoice_id):
+        """Refund a paid checkout invoice of the staff user's merchant."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        checkouts = CheckoutInvoice.objects.select_related("merchant", "invoice")
+        if not self.is_operator(request):
+            checkouts = checkouts.filter(merchant=request_merchant(request))
+        checkout = checkouts.filter(public_id=invoice_id).first()
+        if checkout is None:
+            raise PermissionDenied
+        form = RefundForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                payment = services.payment_of_checkout(checkout.merchant, checkout)
+                refund = services.create_refund(
+                    checkout.merchant,
+                    payment,
+                    amount_sats=form.cleaned_data["amount_sats"],
+                    reason=form.cleaned_data["reason"],
+                    refund_address=form.cleaned_data["refund_address"],
+                )
+                if refund.state == Refund.State.PENDING:
+                    refund = services.pay_out(refund.pk)
+            except Problem as exc:
+                form.add_error(None, exc.detail)
+            else:
+                self.message_user(request, f"Refund {refund.public_id}: {refund.state}.")
+                return redirect(reverse("admin:refunds_refund_change", args=[refund.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund {checkout.public_id}",
+            "checkout": checkout,
+            "form": form,
+            "refunded_sats": sum(
+                r.amount_msat
+                for r in Refund.objects.filter(
+                    source=Refund.Source.CHECKOUT, source_id=checkout.public_id
+                ).exclude(state__in=(Refund.State.FAILED, Refund.State.EXPIRED))
+            )
+            // 1000,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/refunds/refund_checkout.html", context)
