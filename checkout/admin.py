@@ -9,7 +9,6 @@ the querysets, so another merchant's object id in a URL finds nothing.
 from django.contrib import admin, messages
 from django.db import models
 from django.template.response import TemplateResponse
-from django.urls import reverse
 from django.utils.html import format_html
 
 from .models import ApiKey, CheckoutInvoice, Merchant, MerchantUser, Product
@@ -245,10 +244,10 @@ class CheckoutInvoiceAdmin(MerchantScopedAdmin):
 
     @admin.display(description="Refunds")
     def refund_link(self, checkout):
-        if checkout.status != CheckoutInvoice.Status.PAID:
-            return "-"
-        url = reverse("admin:refunds_refund_checkout", args=[checkout.public_id])
-        return format_html('<a class="button" href="{}">Refund</a>', url)
+        from refunds.admin import refund_button
+
+        paid = checkout.status == CheckoutInvoice.Status.PAID
+        return refund_button(checkout.invoice.payment_hash, paid)
 
     @admin.display(description="Checkout page")
     def checkout_page(self, checkout):

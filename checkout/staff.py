@@ -26,6 +26,11 @@ MERCHANT_STAFF_PERMISSIONS = {
     "l402.l402challenge": ("view",),
     # Refunds are made from a paid checkout's page; "change" reissues or withdraws a link.
     "refunds.refund": ("view", "change"),
+    # Reseller orders: products (and their stock) are the staff's; orders are read-only.
+    "orders.operator": ("view", "add", "change", "delete"),
+    "orders.stockcode": ("view", "add", "change", "delete"),
+    "orders.customer": ("view", "change"),
+    "orders.order": ("view",),
 }
 
 

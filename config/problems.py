@@ -97,7 +97,7 @@ _SLUGS = {
 
 def is_api_path(path: str) -> bool:
     """Paths whose errors are problem+json; everything else is a page (HTML errors)."""
-    return path.startswith(("/api/", "/l402/"))
+    return path.startswith(("/api/", "/l402/", "/v1/"))
 
 
 def request_too_large():

@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "l402",
     "wallets",
     "refunds",
+    "orders",
     "realtime",
     "axes",
 ]
@@ -483,6 +484,16 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RefundRateChoiceEnum"] = (
     "refunds.models.Refund.RateChoice"
 )
 # --- end refunds settings
+# --- orders settings (owned by the orders app) ---------------------------------------------
+# How long an order's Lightning invoice can be paid (the seed's invoiceTime: 15 minutes).
+ORDERS_INVOICE_SECONDS = env.int("ORDERS_INVOICE_SECONDS", default=900)
+# How often the sweep processes orders whose task was lost and sends unsent receipts.
+ORDERS_SWEEP_SECONDS = env.float("ORDERS_SWEEP_SECONDS", default=5.0)
+ORDERS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
+    "orders-sweep": {"task": "orders.tasks.sweep", "schedule": ORDERS_SWEEP_SECONDS},
+}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["OrderStatusEnum"] = "orders.models.Order.Status"
+# --- end orders settings
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile-invoices": {
@@ -503,4 +514,5 @@ CELERY_BEAT_SCHEDULE = {
     **SHOPIFY_CELERY_BEAT_SCHEDULE,
     **WALLETS_CELERY_BEAT_SCHEDULE,
     **REFUNDS_CELERY_BEAT_SCHEDULE,
+    **ORDERS_CELERY_BEAT_SCHEDULE,
 }

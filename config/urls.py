@@ -13,6 +13,7 @@ urlpatterns = [
     path("", include("shopify_bridge.urls")),
     path("", include("wallets.urls")),
     path("", include("refunds.urls")),
+    path("", include("orders.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", DocsView.as_view(url_name="openapi"), name="docs"),

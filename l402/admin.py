@@ -135,8 +135,23 @@ class L402ChallengeAdmin(MerchantScopedAdmin):
     list_filter = ("kind",)
     search_fields = ("public_id", "resource", "invoice__payment_hash")
     list_select_related = ("invoice",)
-    fields = ("public_id", "kind", "resource", "price_sats", "description", "invoice", "created_at")
+    fields = (
+        "public_id",
+        "kind",
+        "resource",
+        "price_sats",
+        "description",
+        "invoice",
+        "created_at",
+        "refund",
+    )
     readonly_fields = fields
+
+    @admin.display(description="Refunds")
+    def refund(self, challenge):
+        from refunds.admin import refund_button
+
+        return refund_button(challenge.invoice.payment_hash, challenge.invoice.state == "paid")
 
     def has_add_permission(self, request):
         return False

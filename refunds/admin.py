@@ -1,6 +1,7 @@
-"""Refunds in the admin: a merchant's staff refund a paid checkout from its page (the
-"Refund" link), see their refunds, and reissue or withdraw an unclaimed link. The rules are
-refunds.services'; the operator's superuser sees every merchant's."""
+"""Refunds in the admin: a merchant's staff refund a paid checkout, Shopify order or L402
+purchase from its page (the "Refund" button), see their refunds, and reissue or withdraw an
+unclaimed link. The rules are refunds.services'; the operator's superuser sees every
+merchant's."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,8 +12,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from checkout.admin import MerchantScopedAdmin, request_merchant
-from checkout.models import CheckoutInvoice
 from config.problems import Problem
+from wallets.models import Payment
 
 from . import services
 from .models import Refund
@@ -129,29 +130,33 @@ class RefundAdmin(MerchantScopedAdmin):
                 self.message_user(request, f"{refund.public_id}: {exc.detail}", messages.ERROR)
 
     def get_urls(self):
-        refund_view = self.admin_site.admin_view(self.refund_checkout)
+        refund_view = self.admin_site.admin_view(self.refund_payment)
         return [
-            path("checkout/<str:invoice_id>/", refund_view, name="refunds_refund_checkout"),
+            path("payment/<str:payment_hash>/", refund_view, name="refunds_refund_payment"),
             *super().get_urls(),
         ]
 
-    def refund_checkout(self, request, invoice_id):
-        """Refund a paid checkout invoice of the staff user's merchant."""
+    def refund_payment(self, request, payment_hash):
+        """Refund a paid payment of the staff user's merchant: a checkout, a Shopify order,
+        an L402 purchase (their admin pages link here with the invoice's payment hash)."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        checkouts = CheckoutInvoice.objects.select_related("merchant", "invoice")
+        payments = Payment.objects.select_related("wallet__merchant", "invoice").filter(
+            payment_hash=payment_hash.lower(), direction=Payment.Direction.IN
+        )
         if not self.is_operator(request):
-            checkouts = checkouts.filter(merchant=request_merchant(request))
-        checkout = checkouts.filter(public_id=invoice_id).first()
-        if checkout is None:
+            payments = payments.filter(wallet__merchant=request_merchant(request))
+        payment = payments.first()
+        if payment is None:
             raise PermissionDenied
+        merchant = payment.wallet.merchant
+        source, source_id, *_ = services.describe_source(payment)
         form = RefundForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                payment = services.payment_of_checkout(checkout.merchant, checkout)
                 refund = services.create_refund(
-                    checkout.merchant,
-                    payment,
+                    merchant,
+                    services.check_received(merchant, payment, f"{source} {source_id}"),
                     amount_sats=form.cleaned_data["amount_sats"],
                     reason=form.cleaned_data["reason"],
                     refund_address=form.cleaned_data["refund_address"],
@@ -165,16 +170,21 @@ class RefundAdmin(MerchantScopedAdmin):
                 return redirect(reverse("admin:refunds_refund_change", args=[refund.pk]))
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Refund {checkout.public_id}",
-            "checkout": checkout,
+            "title": f"Refund {source} {source_id}",
+            "payment": payment,
+            "source": source,
+            "source_id": source_id,
+            "paid_sats": payment.amount_msat // 1000,
+            "refunded_sats": services.refunded_msat(payment) // 1000,
             "form": form,
-            "refunded_sats": sum(
-                r.amount_msat
-                for r in Refund.objects.filter(
-                    source=Refund.Source.CHECKOUT, source_id=checkout.public_id
-                ).exclude(state__in=(Refund.State.FAILED, Refund.State.EXPIRED))
-            )
-            // 1000,
             "opts": self.model._meta,
         }
-        return TemplateResponse(request, "admin/refunds/refund_checkout.html", context)
+        return TemplateResponse(request, "admin/refunds/refund_payment.html", context)
+
+
+def refund_button(payment_hash: str, paid: bool):
+    """The "Refund" button of a paid sale's admin page (checkout, Shopify order, L402)."""
+    if not paid:
+        return "-"
+    url = reverse("admin:refunds_refund_payment", args=[payment_hash])
+    return format_html('<a class="button" href="{}">Refund</a>', url)

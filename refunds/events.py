@@ -22,6 +22,8 @@ def register() -> None:
 
 
 def announce(refund: Refund, type: str) -> None:
+    if refund.purpose != Refund.Purpose.REFUND:
+        return  # an order's delivery: the order announces itself
     extra = []
     if refund.source == Refund.Source.CHECKOUT:
         extra = list(

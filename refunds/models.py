@@ -35,20 +35,30 @@ class Refund(models.Model):
         CHECKOUT = "checkout"
         SHOPIFY = "shopify"
         L402 = "l402"
+        ORDER = "order"  # a reseller's order (orders app) that could not be delivered
         WALLET = "wallet"
 
     class RateChoice(models.TextChoices):
         PAYMENT = "payment", "The rate at payment time"
         CURRENT = "current", "Today's rate"
 
+    class Purpose(models.TextChoices):
+        REFUND = "refund", "Money given back"
+        # What an order delivers: sats the buyer claims with LNURL-withdraw (the Bitrefill
+        # seed's thorInfo). Paid out the same way; not a refund of the payment.
+        DELIVERY = "delivery", "Sats delivered by an order"
+
     public_id = models.CharField(max_length=40, unique=True, default=_refund_id, editable=False)
     merchant = models.ForeignKey(
         "checkout.Merchant", on_delete=models.PROTECT, related_name="refunds"
     )
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.REFUND)
     # The incoming payment refunded: its amount caps the sum of the refunds that hold.
     payment = models.ForeignKey("wallets.Payment", on_delete=models.PROTECT, related_name="refunds")
     source = models.CharField(max_length=10, choices=Source.choices)
-    source_id = models.CharField(max_length=40, help_text="The public id of what was refunded.")
+    source_id = models.CharField(
+        max_length=64, help_text="The public id (or payment hash) of what was refunded."
+    )
     amount_msat = models.BigIntegerField()
     # What the merchant asked for, when it named a fiat amount, and the rate it was converted at.
     fiat_amount = models.DecimalField(max_digits=18, decimal_places=2, null=True, blank=True)

@@ -33,7 +33,12 @@ def refund_page(request, token):
     refund.refresh_from_db()
     lnurl = withdraw_lnurl(refund) if refund.state == Refund.State.CLAIMABLE else ""
     context = {
-        "title": f"Your refund from {refund.merchant.name}",
+        "title": f"Your refund from {refund.merchant.name}"
+        if refund.purpose == Refund.Purpose.REFUND
+        else f"Your sats from {refund.merchant.name}",
+        "heading": "Your refund" if refund.purpose == Refund.Purpose.REFUND else "Your sats",
+        "noun": "refund" if refund.purpose == Refund.Purpose.REFUND else "payment",
+        "sent_label": "Refund sent" if refund.purpose == Refund.Purpose.REFUND else "Sats sent",
         "refund": refund,
         "merchant": refund.merchant,
         "sats": format_sats(refund.amount_msat // 1000),
@@ -73,7 +78,8 @@ def lnurl_withdraw(request, token):
             "tag": "withdrawRequest",
             "callback": callback,
             "k1": token,
-            "defaultDescription": f"Refund {refund.public_id} from {refund.merchant.name}",
+            "defaultDescription": f"{'Refund' if refund.purpose == 'refund' else 'Withdrawal'} "
+            f"{refund.public_id} from {refund.merchant.name}",
             "minWithdrawable": refund.amount_msat,
             "maxWithdrawable": refund.amount_msat,
         }

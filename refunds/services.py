@@ -37,7 +37,7 @@ from lightning import invoice_codec
 from wallets import services as wallets
 from wallets.models import Payment, Wallet
 
-from . import emails, events, lnurl
+from . import emails, events, lnurl, signals
 from .models import HOLDING, Refund, claim_token
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,13 @@ State = Refund.State
 
 def refunded_msat(payment: Payment) -> int:
     """What the refunds of `payment` hold (pending, claimable, paying or completed)."""
-    held = payment.refunds.filter(state__in=HOLDING).aggregate(total=Sum("amount_msat"))
+    held = payment.refunds.filter(state__in=HOLDING, purpose=Refund.Purpose.REFUND).aggregate(
+        total=Sum("amount_msat")
+    )
     return held["total"] or 0
 
 
-def _received(merchant: Merchant, payment: Payment | None, what: str) -> Payment:
+def check_received(merchant: Merchant, payment: Payment | None, what: str) -> Payment:
     if payment is None or payment.wallet.merchant_id != merchant.pk:
         raise Problem(404, "not_found", f"No {what}.")
     if payment.direction != Payment.Direction.IN or payment.status != Payment.Status.SUCCESS:
@@ -66,7 +68,7 @@ def payment_of_checkout(merchant: Merchant, checkout: CheckoutInvoice) -> Paymen
     payment = (
         Payment.objects.select_related("wallet").filter(invoice_id=checkout.invoice_id).first()
     )
-    return _received(merchant, payment, f"checkout invoice {checkout.public_id}")
+    return check_received(merchant, payment, f"checkout invoice {checkout.public_id}")
 
 
 def payment_by_hash(merchant: Merchant, payment_hash: str) -> Payment:
@@ -79,7 +81,7 @@ def payment_by_hash(merchant: Merchant, payment_hash: str) -> Payment:
         )
         .first()
     )
-    return _received(merchant, payment, f"payment with hash {payment_hash}")
+    return check_received(merchant, payment, f"payment with hash {payment_hash}")
 
 
 def payment_of_shopify_order(merchant: Merchant, order_id: str) -> Payment:
@@ -91,7 +93,7 @@ def payment_of_shopify_order(merchant: Merchant, order_id: str) -> Payment:
         payment = (
             Payment.objects.select_related("wallet").filter(invoice_id=order.invoice_id).first()
         )
-    return _received(merchant, payment, f"Shopify order {order_id}")
+    return check_received(merchant, payment, f"Shopify order {order_id}")
 
 
 def describe_source(payment: Payment) -> tuple[str, str, Decimal | None, str, str]:
@@ -113,6 +115,12 @@ def describe_source(payment: Payment) -> tuple[str, str, Decimal | None, str, st
         order = ShopifyOrder.objects.filter(invoice=invoice).first()
         if order is not None:
             return (Refund.Source.SHOPIFY, order.public_id, order.rate, "USD", order.email)
+        if invoice.purpose == "order":
+            from orders.models import Order
+
+            order = Order.objects.filter(invoice=invoice).first()
+            if order is not None:
+                return (Refund.Source.ORDER, order.public_id, None, "SAT", order.email)
         if invoice.purpose == "l402":
             return (Refund.Source.L402, invoice.payment_hash, None, "SAT", "")
     return (Refund.Source.WALLET, payment.payment_hash, None, "SAT", "")
@@ -232,6 +240,29 @@ def create_refund(
         events.announce(refund, "refund.created")
         if refund.link_email_due_at:
             emails.send_soon(refund.pk)
+    return refund
+
+
+def create_voucher(merchant: Merchant, payment: Payment, amount_msat: int, note: str) -> Refund:
+    """Sats an order delivers (inside its transaction): a link the buyer claims with
+    LNURL-withdraw, paid from the merchant's wallet like a refund link, never expiring
+    before REFUNDS_LINK_SECONDS. Raises Problem 409 when the wallet cannot cover it."""
+    balance = Wallet.objects.values_list("balance_msat", flat=True).get(pk=payment.wallet_id)
+    if balance < amount_msat:
+        raise Problem(409, "insufficient_balance", "The wallet cannot cover this delivery.")
+    source, source_id, *_ = describe_source(payment)
+    refund = Refund(
+        merchant=merchant,
+        payment=payment,
+        purpose=Refund.Purpose.DELIVERY,
+        source=source,
+        source_id=source_id,
+        amount_msat=amount_msat,
+        reason=note,
+    )
+    _open_link(refund)
+    refund.link_email_due_at = None  # the order's receipt carries it
+    refund.save()
     return refund
 
 
@@ -432,7 +463,7 @@ def _pay(refund: Refund) -> None:
     claim = settings.WALLETS_PAY_TIMEOUT_SECONDS + settings.LND_TIMEOUT_SECONDS + 30
     if not _lease(refund, State.PAYING, claim):
         return
-    wallet = Wallet.objects.get(merchant_id=refund.merchant_id)
+    wallet = Wallet.objects.get(pk=refund.payment.wallet_id)
     existing = (
         Payment.objects.filter(
             wallet=wallet, payment_hash=refund.payment_hash, direction=Payment.Direction.OUT
@@ -481,6 +512,7 @@ def payment_ended(payment: Payment) -> None:
             if done:
                 refund.refresh_from_db()
                 events.announce(refund, "refund.completed")
+                signals.refund_completed.send(Refund, refund=refund)
                 if refund.email:
                     emails.send_soon(refund.pk)
         else:

@@ -145,7 +145,14 @@ class ShopifyOrderAdmin(MerchantScoped):
     inlines = [LineInline]
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields if f.name not in self.exclude]
+        fields = [f.name for f in self.model._meta.fields if f.name not in self.exclude]
+        return ["refund", *fields]
+
+    @admin.display(description="Refunds")
+    def refund(self, order):
+        from refunds.admin import refund_button
+
+        return refund_button(order.invoice.payment_hash, order.paid_at is not None)
 
     def has_add_permission(self, request):
         return False

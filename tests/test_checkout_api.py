@@ -195,7 +195,7 @@ def test_bad_product_update_changes_nothing(shop):
     product = make_product(shop, price="2100", currency="SAT")
     url = f"{PRODUCTS}/{product['productId']}"
     # 2100.00 SAT is whole; switching to a fractional price in SAT is not allowed.
-    assert_problem(shop.admin.send("PATCH", url, {"price": "1.50"}), 400, "validation_error")
+    assert_problem(shop.admin.send("PATCH", url, {"price": "1.50"}), 400, "sat_amount_not_whole")
     assert_problem(shop.admin.send("PUT", url, {"name": "only a name"}), 400, "validation_error")
     assert shop.admin.get(url).json() == product
 

@@ -10,7 +10,16 @@ import pytest
 
 from .processes import ROOT
 
-APPS = ["lightning", "checkout", "agents", "shopify_bridge", "webhooks", "l402", "refunds"]
+APPS = [
+    "lightning",
+    "checkout",
+    "agents",
+    "shopify_bridge",
+    "webhooks",
+    "l402",
+    "refunds",
+    "orders",
+]
 
 
 def python_files(app):

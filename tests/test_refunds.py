@@ -291,14 +291,24 @@ def test_a_refund_the_wallet_cannot_cover_is_refused_before_anything_is_made(sho
     assert Refund.objects.count() == 0
 
 
-def test_a_paid_l402_purchase_is_refunded_by_its_payment_hash(shop):
-    made = shop.receive(300, memo="an API call")  # any payment into the wallet
-    paid_from_outside(made["payment_request"])
+def test_a_paid_l402_purchase_and_a_wallet_payment_are_refunded_by_payment_hash(shop):
+    from l402.services import create_merchant_challenge
+
+    challenge = create_merchant_challenge(shop.merchant, "/reports/1", 300)
+    paid_from_outside(challenge.invoice.bolt11)
     answer = shop.call(
-        "POST", "/api/refunds", json={"paymentHash": made["payment_hash"], "amountSats": 100}
+        "POST",
+        "/api/refunds",
+        json={"paymentHash": challenge.invoice.payment_hash, "amountSats": 100},
     )
     assert answer.status_code == 201, answer.text
-    assert answer.json()["source"] == "wallet" and answer.json()["amountSats"] == 100
+    assert answer.json()["source"] == "l402" and answer.json()["amountSats"] == 100
+    assert answer.json()["sourceId"] == challenge.invoice.payment_hash
+    made = shop.receive(300, memo="a donation")  # any payment into the wallet
+    paid_from_outside(made["payment_request"])
+    wallet = shop.call("POST", "/api/refunds", json={"paymentHash": made["payment_hash"]})
+    assert wallet.status_code == 201 and wallet.json()["source"] == "wallet"
+    assert wallet.json()["amountSats"] == 300
     neither = shop.call("POST", "/api/refunds", json={"amountSats": 100})
     assert neither.status_code == 400
     unknown = shop.call("POST", "/api/refunds", json={"paymentHash": "ab" * 32})
@@ -451,7 +461,7 @@ def test_staff_refund_a_paid_checkout_from_its_admin_page_and_only_their_own(sho
     detail = client.get(
         f"/admin/checkout/checkoutinvoice/{checkout_pk(checkout)}/change/"
     ).content.decode()
-    form_url = f"/admin/refunds/refund/checkout/{checkout['invoiceId']}/"
+    form_url = f"/admin/refunds/refund/payment/{checkout['paymentHash']}/"
     assert form_url in detail  # the Refund button
 
     made = client.post(form_url, {"amount_sats": "700", "reason": "one cup short"})
@@ -464,9 +474,22 @@ def test_staff_refund_a_paid_checkout_from_its_admin_page_and_only_their_own(sho
     too_much = client.post(form_url, {"amount_sats": "9999"})
     assert "exceeds what is left to refund" in too_much.content.decode()
     # Another merchant's checkout, by URL guessing: nothing.
-    assert client.get(f"/admin/refunds/refund/checkout/{theirs['invoiceId']}/").status_code == 403
-    assert client.post(f"/admin/refunds/refund/checkout/{theirs['invoiceId']}/").status_code == 403
+    theirs_url = f"/admin/refunds/refund/payment/{theirs['paymentHash']}/"
+    assert client.get(theirs_url).status_code == 403
+    assert client.post(theirs_url).status_code == 403
     assert Refund.objects.count() == 1
+    # An L402 purchase's page has the button too, and it refunds the same way.
+    from l402.models import L402Challenge
+    from l402.services import create_merchant_challenge
+
+    challenge = create_merchant_challenge(shop.merchant, "/reports/9", 50)
+    paid_from_outside(challenge.invoice.bolt11)
+    pk = L402Challenge.objects.get(invoice=challenge.invoice).pk
+    page = client.get(f"/admin/l402/l402challenge/{pk}/change/").content.decode()
+    l402_url = f"/admin/refunds/refund/payment/{challenge.invoice.payment_hash}/"
+    assert l402_url in page
+    assert client.post(l402_url, {"reason": "timed out"}).status_code == 302
+    assert Refund.objects.get(source="l402").amount_msat == 50_000
 
 
 def checkout_pk(body) -> int:

@@ -17,10 +17,16 @@ def _wallet_id():
 
 
 class Wallet(models.Model):
+    class Owner(models.TextChoices):
+        MERCHANT = "merchant", "The merchant's own"
+        # A B2B customer's prepaid balance at the merchant (orders: purchases from balance).
+        CUSTOMER = "customer", "A customer's balance at the merchant"
+
     public_id = models.CharField(max_length=40, unique=True, default=_wallet_id, editable=False)
     merchant = models.ForeignKey(
         "checkout.Merchant", on_delete=models.PROTECT, related_name="wallets"
     )
+    owner = models.CharField(max_length=10, choices=Owner.choices, default=Owner.MERCHANT)
     name = models.CharField(max_length=200)
     # Settled incoming - successful outgoing (amount + fee) - reserved by payments in flight.
     balance_msat = models.BigIntegerField(default=0)
@@ -31,8 +37,12 @@ class Wallet(models.Model):
             models.CheckConstraint(
                 condition=Q(balance_msat__gte=0), name="wallet_balance_not_negative"
             ),
-            # One wallet per merchant for now (the model is ready for more: drop this).
-            models.UniqueConstraint(fields=["merchant"], name="wallet_one_per_merchant"),
+            # One wallet of its own per merchant (its customers' balances are more wallets).
+            models.UniqueConstraint(
+                fields=["merchant"],
+                condition=Q(owner="merchant"),
+                name="wallet_one_own_per_merchant",
+            ),
         ]
 
     def __str__(self):
@@ -131,6 +141,7 @@ class LedgerEntry(models.Model):
         RESERVE = "reserve", "Outgoing payment reserved (amount + fee limit)"
         RELEASE = "release", "Outgoing payment failed: reservation released"
         SETTLE = "settle", "Outgoing payment succeeded: unused fee reserve returned"
+        TRANSFER = "transfer", "Moved between two wallets of the gateway (no node involved)"
 
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="entries")

@@ -13,7 +13,7 @@ LABEL = {"hour": "%Y-%m-%dT%H:00:00Z", "day": "%Y-%m-%d", "month": "%Y-%m"}
 
 
 def wallet_of(merchant) -> Wallet | None:
-    return Wallet.objects.filter(merchant=merchant).first()
+    return Wallet.objects.filter(merchant=merchant, owner=Wallet.Owner.MERCHANT).first()
 
 
 def payments_of(wallet: Wallet | None, status: str | None = None):
@@ -82,7 +82,7 @@ def count_by_tag(wallet: Wallet) -> list[dict]:
 
 def wallet_stats(merchant) -> list[dict]:
     out = []
-    for wallet in Wallet.objects.filter(merchant=merchant).order_by("id"):
+    for wallet in Wallet.objects.filter(merchant=merchant, owner=Wallet.Owner.MERCHANT):
         sums = _successful(wallet).aggregate(
             income=Sum("amount_msat", filter=Q(direction=Payment.Direction.IN)),
             spent=Sum("amount_msat", filter=Q(direction=Payment.Direction.OUT)),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -78,7 +79,9 @@ class NotPayable(Exception):
 def wallet_for(merchant: Merchant) -> Wallet:
     """The merchant's wallet, made on first use (get_or_create reads it again when another
     request made it at the same moment)."""
-    return Wallet.objects.get_or_create(merchant=merchant, defaults={"name": merchant.name})[0]
+    return Wallet.objects.get_or_create(
+        merchant=merchant, owner=Wallet.Owner.MERCHANT, defaults={"name": merchant.name}
+    )[0]
 
 
 # A merchant's wallet, once made, is never deleted (PROTECT) nor replaced, so each process
@@ -143,6 +146,42 @@ def _add_to_balance(wallet_id: int, amount_msat: int) -> int | None:
 def ledger_balance_msat(wallet: Wallet) -> int:
     """The balance recomputed from the ledger (the cached total must always equal it)."""
     return wallet.entries.aggregate(total=Sum("amount_msat"))["total"] or 0
+
+
+def transfer(
+    source: Wallet, target: Wallet, amount_msat: int, *, memo: str = "", tag: str = ""
+) -> tuple[Payment, Payment]:
+    """Move `amount_msat` from one wallet of this gateway to another, at once and in full
+    (no node, no fee): an outgoing and an incoming payment, both succeeded, in one
+    transaction. Raises InsufficientBalance (nothing moved)."""
+    now = timezone.now()
+    reference = secrets.token_hex(32)  # both sides' "payment hash": no invoice exists
+    with transaction.atomic():
+        out = Payment.objects.create(
+            wallet=source,
+            direction=Payment.Direction.OUT,
+            status=Payment.Status.SUCCESS,
+            payment_hash=reference,
+            amount_msat=amount_msat,
+            memo=memo[:640],
+            tag=tag,
+            internal=True,
+            settled_at=now,
+        )
+        _move(out, LedgerEntry.Kind.TRANSFER, -amount_msat)
+        incoming = Payment.objects.create(
+            wallet=target,
+            direction=Payment.Direction.IN,
+            status=Payment.Status.SUCCESS,
+            payment_hash=reference,
+            amount_msat=amount_msat,
+            memo=memo[:640],
+            tag=tag,
+            internal=True,
+            settled_at=now,
+        )
+        _move(incoming, LedgerEntry.Kind.TRANSFER, amount_msat)
+    return out, incoming
 
 
 # --- receiving ---------------------------------------------------------------------------

@@ -167,6 +167,7 @@ def emit(
     source: str = "",
     extra_urls=(),
     endpoints=None,
+    bare: bool = False,
 ) -> WebhookEvent | None:
     """Announce an event to the merchant's endpoints that subscribe to `type` and to
     `extra_urls` (signed with the merchant's default secret).
@@ -188,8 +189,11 @@ def emit(
     default = default_secret(merchant) if extra_urls else None
     now = timezone.now()
     event = WebhookEvent(merchant=merchant, type=type, source=source, created_at=now)
+    # bare: the body is `data` itself, for an API whose callers expect a given shape (the
+    # Bitrefill seed's order webhooks); signed and delivered like every other.
+    envelope = {"id": event.public_id, "type": type, "createdAt": isoformat(now), "data": data}
     event.body = json.dumps(
-        {"id": event.public_id, "type": type, "createdAt": isoformat(now), "data": data},
+        data if bare else envelope,
         cls=DjangoJSONEncoder,
         separators=(",", ":"),
     )

@@ -8,5 +8,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         merchant, key = seed_demo()
+        from orders.services import seed_operators
+
+        seed_operators(merchant)  # the Bitrefill seed's products, for its curl examples
         self.stdout.write(f"Demo merchant {merchant.name} ({merchant.public_id}).")
         self.stdout.write(key)
