@@ -314,7 +314,12 @@ def _pay_from_balance(order: Order) -> None:
                 tag=PURPOSE,
             )
         except wallets.InsufficientBalance as exc:
-            order.status, order.failure_reason = Status.FAILED, str(exc)[:500]
+            order.status = Status.FAILED
+            order.failure_reason = (
+                f"Insufficient balance: your account holds {exc.available_msat // 1000:,} "
+                f"sats; this order costs {order.price_sats:,} sats (top it up with "
+                "POST /v1/account_balance/topup)."
+            )
             order.save(update_fields=["status", "failure_reason"])
             events.announce(order)
             return

@@ -553,9 +553,9 @@ def _fail(refund: Refund, reason: str, from_state: str, payment: Payment | None 
 
 def expire_links() -> int:
     """Links past their time, unclaimed: expired (their amount may be refunded again)."""
-    return Refund.objects.filter(
-        state=State.CLAIMABLE, claim_expires_at__lte=timezone.now()
-    ).update(state=State.EXPIRED, next_attempt_at=None)
+    due = Refund.objects.filter(state=State.CLAIMABLE, claim_expires_at__lte=timezone.now())
+    # A read first: on SQLite an UPDATE takes the one write lock even when it changes nothing.
+    return due.update(state=State.EXPIRED, next_attempt_at=None) if due.exists() else 0
 
 
 def sweep(limit: int = 100) -> dict:

@@ -496,3 +496,21 @@ def checkout_pk(body) -> int:
     from checkout.models import CheckoutInvoice
 
     return CheckoutInvoice.objects.get(public_id=body["invoiceId"]).pk
+
+
+def test_the_lnurl_withdraw_callback_refuses_what_it_cannot_pay_with_the_lud_error_shape(shop):
+    checkout = paid_checkout(shop)
+    body = refund(shop, checkout["invoiceId"], amountSats=500).json()
+    token = body["claimUrl"].rsplit("/", 1)[-1]
+    callback = f"/lnurlw/{token}/callback"
+    for params, status, reason in [
+        ({"pr": remote_invoice(500)}, 400, "k1 does not match"),
+        ({"k1": token}, 400, "pr (the invoice to pay) is missing"),
+        ({"k1": token, "pr": "lnbc1garbage"}, 400, "not a Lightning invoice"),
+        ({"k1": token, "pr": remote_invoice(501)}, 400, "exactly 500 sats"),
+    ]:
+        answer = shop.http.get(callback, params=params)
+        assert answer.status_code == status, answer.text
+        assert answer.json()["status"] == "ERROR" and reason in answer.json()["reason"]
+    assert shop.http.get("/lnurlw/" + "0" * 64).json()["status"] == "ERROR"
+    assert Refund.objects.get(public_id=body["refundId"]).state == "claimable"
