@@ -2,7 +2,9 @@
 included), and of the merchant's API for customers, operators and stock."""
 
 import re
+from decimal import Decimal
 
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -11,7 +13,7 @@ from config.problems import Problem
 from config.serializers import StrictJsonTypes
 from webhooks.serializers import WebhookUrlField
 
-from .models import Operator
+from .models import Operator, Order
 
 PAYMENT_METHODS_REFUSED = (
     "Only lightning is accepted: this gateway is paid with Lightning ('lightning'), or from "
@@ -211,10 +213,13 @@ def operator_data(operator: Operator) -> dict:
             "purchaseFee": operator.purchase_fee_sats,
         }
     else:
-        from . import services
+        from . import services  # services -> events -> serializers: imported on use
 
         data["packages"] = [
-            {"value": str(value), "satoshiPrice": services.price_sats(operator, _decimal(value))}
+            {
+                "value": str(value),
+                "satoshiPrice": services.price_sats(operator, Decimal(str(value))),
+            }
             for value in operator.packages
         ]
     data["delivery"] = operator.delivery
@@ -223,7 +228,40 @@ def operator_data(operator: Operator) -> dict:
     return data
 
 
-def _decimal(value):
-    from decimal import Decimal
-
-    return Decimal(str(value))
+def order_data(order: Order) -> dict:
+    """An order as the seed shows it (GET /v1/order/{id} and the webhook body)."""
+    invoice = order.invoice if order.invoice_id else None
+    expired = order.status == Order.Status.EXPIRED or (
+        order.status == Order.Status.UNPAID and invoice and invoice.expires_at <= timezone.now()
+    )
+    data = {
+        "id": order.public_id,
+        "email": order.email or None,
+        "expired": bool(expired),
+        "value": order.value_package,
+        "product": order.operator.slug,
+        "currency": order.operator.currency,
+        "price": order.price_sats,
+        "satoshiPrice": order.price_sats,
+        "partialPayment": False,
+        "userRef": order.user_ref or None,
+        "status": Order.Status.EXPIRED if expired else order.status,
+        "paymentMethod": order.payment_method,
+    }
+    if invoice is not None:
+        data["payment"] = {
+            "lightningInvoice": invoice.bolt11,
+            "satoshiPrice": order.price_sats,
+            "altcoinCode": "LNBC",
+        }
+    if order.delivery:
+        data["delivery"] = order.delivery
+        if order.delivery.get("type") == "lnurl_withdraw":  # the seed's shape for it
+            data["thorInfo"] = {
+                key: order.delivery[key]
+                for key in ("link", "k1", "lnurl", "other")
+                if key in order.delivery
+            }
+    if order.failure_reason:
+        data["failureReason"] = order.failure_reason
+    return data

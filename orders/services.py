@@ -399,7 +399,6 @@ def _fail_and_refund(order: Order, reason: str) -> None:
         events.announce(order)
         return
     from refunds import services as refunds
-    from refunds import tasks as refund_tasks
 
     try:
         refund = refunds.create_refund(
@@ -419,7 +418,7 @@ def _fail_and_refund(order: Order, reason: str) -> None:
     order.save(update_fields=["delivery"])
     events.announce(order)
     if refund.state == refund.State.PENDING:
-        transaction.on_commit(lambda: refund_tasks.pay_out.delay(refund.pk), robust=True)
+        refunds.start_payout(refund.pk)
 
 
 def refund_completed(refund) -> None:

@@ -15,7 +15,6 @@ from config.problems import Problem, problems
 
 from . import services
 from .auth import CustomerBasicAuthentication, CustomerRequired
-from .events import order_data
 from .models import Customer, Operator, Order, StockCode
 from .serializers import (
     CodesSerializer,
@@ -25,6 +24,7 @@ from .serializers import (
     PurchaseSerializer,
     TopUpSerializer,
     operator_data,
+    order_data,
 )
 
 TAG = ["orders (Bitrefill-compatible)"]

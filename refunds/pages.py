@@ -13,7 +13,7 @@ from checkout.pages import _with_csp, format_fiat, format_sats, lightning_qr_svg
 
 from . import services
 from .models import Refund
-from .serializers import withdraw_lnurl
+from .serializers import withdraw_callback_url, withdraw_lnurl
 
 
 @csrf_exempt
@@ -29,8 +29,8 @@ def refund_page(request, token):
             refund = services.claim(token, request.POST.get("invoice", ""))
         except services.ClaimError as exc:
             error, status = str(exc), exc.status
-    services.expire_links()
     refund.refresh_from_db()
+    services.expire_if_due(refund)
     lnurl = withdraw_lnurl(refund) if refund.state == Refund.State.CLAIMABLE else ""
     context = {
         "title": f"Your refund from {refund.merchant.name}"
@@ -69,14 +69,10 @@ def lnurl_withdraw(request, token):
         refund = services.claimable(token)
     except services.ClaimError as exc:
         return _lnurl_error(exc.status, str(exc))
-    from django.conf import settings
-    from django.urls import reverse
-
-    callback = settings.PUBLIC_BASE_URL + reverse("refund-lnurlw-callback", args=[token])
     return JsonResponse(
         {
             "tag": "withdrawRequest",
-            "callback": callback,
+            "callback": withdraw_callback_url(refund),
             "k1": token,
             "defaultDescription": f"{'Refund' if refund.purpose == 'refund' else 'Withdrawal'} "
             f"{refund.public_id} from {refund.merchant.name}",

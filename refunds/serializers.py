@@ -119,6 +119,10 @@ def claim_url(refund: Refund) -> str:
     return settings.PUBLIC_BASE_URL + reverse("refund-page", args=[refund.claim_token])
 
 
+def withdraw_callback_url(refund: Refund) -> str:
+    return settings.PUBLIC_BASE_URL + reverse("refund-lnurlw-callback", args=[refund.claim_token])
+
+
 def withdraw_lnurl(refund: Refund) -> str:
     url = settings.PUBLIC_BASE_URL + reverse("refund-lnurlw", args=[refund.claim_token])
     return lnurl.encode(url)

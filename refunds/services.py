@@ -100,7 +100,8 @@ def describe_source(payment: Payment) -> tuple[str, str, Decimal | None, str, st
     """(source, source id, rate at payment time, its currency, the buyer's email) of what a
     payment paid for."""
     invoice = payment.invoice
-    if invoice is not None:
+    purpose = invoice.purpose if invoice is not None else ""
+    if purpose == "checkout":
         checkout = CheckoutInvoice.objects.filter(invoice=invoice).first()
         if checkout is not None:
             return (
@@ -110,19 +111,20 @@ def describe_source(payment: Payment) -> tuple[str, str, Decimal | None, str, st
                 checkout.currency,
                 checkout.email,
             )
+    elif purpose == "shopify":
         from shopify_bridge.models import ShopifyOrder
 
         order = ShopifyOrder.objects.filter(invoice=invoice).first()
         if order is not None:
             return (Refund.Source.SHOPIFY, order.public_id, order.rate, "USD", order.email)
-        if invoice.purpose == "order":
-            from orders.models import Order
+    elif purpose == "order":
+        from orders.models import Order
 
-            order = Order.objects.filter(invoice=invoice).first()
-            if order is not None:
-                return (Refund.Source.ORDER, order.public_id, None, "SAT", order.email)
-        if invoice.purpose == "l402":
-            return (Refund.Source.L402, invoice.payment_hash, None, "SAT", "")
+        order = Order.objects.filter(invoice=invoice).first()
+        if order is not None:
+            return (Refund.Source.ORDER, order.public_id, None, "SAT", order.email)
+    elif purpose == "l402":
+        return (Refund.Source.L402, invoice.payment_hash, None, "SAT", "")
     return (Refund.Source.WALLET, payment.payment_hash, None, "SAT", "")
 
 
@@ -212,15 +214,8 @@ def create_refund(
                 f"{_sats(left)} of {_sats(locked.amount_msat)}.",
                 extra={"refundableMsat": left},
             )
-        # A refund the wallet cannot cover is refused now (routing fees come on top, from
-        # what the wallet holds beyond the amount: see _pay).
-        balance = Wallet.objects.values_list("balance_msat", flat=True).get(pk=locked.wallet_id)
-        if balance < amount_msat:
-            raise Problem(
-                409,
-                "insufficient_balance",
-                f"Your wallet holds {_sats(balance)}; this refund needs {_sats(amount_msat)}.",
-            )
+        # Routing fees come on top, from what the wallet holds beyond the amount (see _pay).
+        _check_covered(locked.wallet_id, amount_msat)
         refund = Refund(
             merchant=merchant,
             payment=locked,
@@ -247,9 +242,7 @@ def create_voucher(merchant: Merchant, payment: Payment, amount_msat: int, note:
     """Sats an order delivers (inside its transaction): a link the buyer claims with
     LNURL-withdraw, paid from the merchant's wallet like a refund link, never expiring
     before REFUNDS_LINK_SECONDS. Raises Problem 409 when the wallet cannot cover it."""
-    balance = Wallet.objects.values_list("balance_msat", flat=True).get(pk=payment.wallet_id)
-    if balance < amount_msat:
-        raise Problem(409, "insufficient_balance", "The wallet cannot cover this delivery.")
+    _check_covered(payment.wallet_id, amount_msat)
     source, source_id, *_ = describe_source(payment)
     refund = Refund(
         merchant=merchant,
@@ -264,6 +257,17 @@ def create_voucher(merchant: Merchant, payment: Payment, amount_msat: int, note:
     refund.link_email_due_at = None  # the order's receipt carries it
     refund.save()
     return refund
+
+
+def _check_covered(wallet_id: int, amount_msat: int) -> None:
+    """A payout the wallet cannot cover is refused before anything is made."""
+    balance = Wallet.objects.values_list("balance_msat", flat=True).get(pk=wallet_id)
+    if balance < amount_msat:
+        raise Problem(
+            409,
+            "insufficient_balance",
+            f"Your wallet holds {_sats(balance)}; this needs {_sats(amount_msat)}.",
+        )
 
 
 def _sats(msat: int) -> str:
@@ -343,8 +347,7 @@ def claimable(token: str) -> Refund:
     refund = Refund.objects.select_related("merchant").filter(claim_token=token).first()
     if refund is None:
         raise ClaimError(404, "This refund link does not exist (or was replaced by a new one).")
-    expire_links()  # a link past its time is expired, whether or not the sweep ran
-    refund.refresh_from_db()
+    expire_if_due(refund)  # past its time is expired, whether or not the sweep ran
     if refund.state == State.CLAIMABLE:
         return refund
     messages = {
@@ -398,7 +401,8 @@ def claim(token: str, bolt11: str) -> Refund:
 
 
 def start_payout(refund_id: int) -> None:
-    """After commit, pay the refund in the worker (the sweep does it if the task is lost)."""
+    """After commit, take the refund on in the worker: fetch from its address, or pay its
+    claim (the sweep does it if the task is lost)."""
     from . import tasks
 
     transaction.on_commit(lambda: tasks.pay_out.delay(refund_id), robust=True)
@@ -463,7 +467,7 @@ def _pay(refund: Refund) -> None:
     claim = settings.WALLETS_PAY_TIMEOUT_SECONDS + settings.LND_TIMEOUT_SECONDS + 30
     if not _lease(refund, State.PAYING, claim):
         return
-    wallet = Wallet.objects.get(pk=refund.payment.wallet_id)
+    wallet = Wallet.objects.get(payments__pk=refund.payment_id)  # the one that was paid
     existing = (
         Payment.objects.filter(
             wallet=wallet, payment_hash=refund.payment_hash, direction=Payment.Direction.OUT
@@ -549,6 +553,18 @@ def _fail(refund: Refund, reason: str, from_state: str, payment: Payment | None 
 
 
 # --- the sweep ------------------------------------------------------------------------------
+
+
+def expire_if_due(refund: Refund) -> None:
+    """This refund's link, if it is past its time unclaimed, is expired (in `refund` too)."""
+    if refund.state != State.CLAIMABLE or refund.claim_expires_at > timezone.now():
+        return
+    if Refund.objects.filter(pk=refund.pk, state=State.CLAIMABLE).update(
+        state=State.EXPIRED, next_attempt_at=None
+    ):
+        refund.state = State.EXPIRED
+    else:
+        refund.refresh_from_db()
 
 
 def expire_links() -> int:
