@@ -9,7 +9,8 @@ RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 # The npm `macaroon` package (a port of go-macaroon, which Aperture uses): an independent
 # decoder for our L402 macaroons in the tests; `js-lnurl` (fiatjaf's LNURL client): a
-# wallet's side of a refund's LNURL-withdraw in the tests.
+# wallet's side of a refund's LNURL-withdraw in the tests; `@getalby/lightning-tools`:
+# Alby's L402 and MPP clients, paying the gateway in the tests.
 NPM_STAMP := $(VENV)/npm/.installed
 
 .PHONY: run test install system-deps lint clean
@@ -34,7 +35,7 @@ test: $(DEV_STAMP) system-deps $(NPM_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(NPM_STAMP): Makefile
-	npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/npm macaroon@3.0.4 js-lnurl@0.6.0
+	npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/npm macaroon@3.0.4 js-lnurl@0.6.0 @getalby/lightning-tools@9.0.1
 	@touch $(NPM_STAMP)
 
 # The page tests drive Debian's Chromium and decode QR codes with zbarimg; the L402 tests

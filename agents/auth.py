@@ -184,8 +184,42 @@ class AgentActorRequired(BasePermission):
         return True
 
 
+def _only_agent(merchant) -> Agent:
+    """The agent a merchant acts for when it names none: its one verified, active agent.
+
+    None is made for it: an agent's identity is a key its holder proves by signing, and a
+    key the gateway made and kept would prove nothing. So a merchant with no agent, or
+    with several, is told what to do."""
+    agents = list(
+        Agent.objects.filter(owner=merchant, is_active=True, is_verified=True).order_by("pk")[:21]
+    )
+    if len(agents) == 1:
+        return agents[0]
+    if not agents:
+        raise Problem(
+            400,
+            "no_agent",
+            "This merchant acts for no verified agent yet. Register one (POST "
+            "/api/agents/register with its pubkey), ask for a challenge (GET "
+            "/api/agents/challenge?pubkey=...) with this API key, and send the agent's "
+            "signature of it to POST /api/agents/verify; then its requests need no pubkey.",
+            {"pubkey": ["This merchant has no verified agent to act for."]},
+        )
+    listed = ", ".join(
+        f"{agent.pubkey} ({agent.name})" if agent.name else agent.pubkey for agent in agents[:20]
+    )
+    raise Problem(
+        400,
+        "validation_error",
+        f"pubkey: this merchant acts for several agents; name one of them: {listed}",
+        {"pubkey": ["Required: this merchant acts for several agents."]},
+        extra={"agents": [agent.pubkey for agent in agents[:20]]},
+    )
+
+
 def acting_agent(request, pubkey: str | None) -> Agent:
-    """The agent this request acts as: the NIP-98 signer, or the merchant's agent `pubkey`.
+    """The agent this request acts as: the NIP-98 signer, or the merchant's agent `pubkey`
+    (left out: its only verified agent).
 
     Only verified, active agents act. A merchant acts for the agents it owns, which their
     keys chose by signing its challenge (any other agent is a 404); writes on their behalf
@@ -198,13 +232,9 @@ def acting_agent(request, pubkey: str | None) -> Agent:
             raise Problem(403, "forbidden", "The signed event is not from the agent `pubkey`.")
     elif isinstance(auth, ApiKey):
         if not pubkey:
-            raise Problem(
-                400,
-                "validation_error",
-                "pubkey: a merchant must say which of its agents it acts for.",
-                {"pubkey": ["This field is required when acting with an API key."]},
-            )
-        agent = Agent.objects.filter(pubkey=pubkey.lower(), owner=request.merchant).first()
+            agent = _only_agent(request.merchant)
+        else:
+            agent = Agent.objects.filter(pubkey=pubkey.lower(), owner=request.merchant).first()
         if agent is None:
             raise Problem(
                 404,

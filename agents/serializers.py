@@ -1,5 +1,7 @@
 """Request validation and the JSON shapes of the registry (camelCase, as in the seed pages)."""
 
+import json
+
 from django.core.validators import RegexValidator, URLValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -89,8 +91,10 @@ class TermField(serializers.CharField):
     {
         "type": "string",
         "maxLength": 2000,
+        "nullable": True,
         "anyOf": [{"format": "uri", "pattern": "^https?://"}, {"pattern": "^(/.*)?$"}],
-        "description": "An absolute http(s) URL, a path on this gateway (/l402/...), or empty.",
+        "description": "An absolute http(s) URL, a path on this gateway (/l402/...), or empty "
+        "(null is empty).",
         "example": "https://api.example.com/v1/translate",
     }
 )
@@ -99,6 +103,11 @@ class UrlOrPathField(serializers.CharField):
 
     def __init__(self, **kwargs):
         super().__init__(max_length=2000, allow_blank=True, default="", **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is None:  # lightning-enable-mcp sends null for "none"
+            return (True, "")
+        return super().validate_empty_values(data)
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
@@ -131,23 +140,25 @@ class SignedEventField(serializers.JSONField):
 
 
 class ActingPubkeyField(serializers.CharField):
-    """The agent a request acts for. Required with X-Api-Key (a merchant names which of its
-    agents); with NIP-98 the signer is the agent, so it may be left out there (if given, it
-    must be the signer). The OpenAPI document says required: one document cannot make a
-    field depend on the credentials, and sending it is always right."""
+    """The agent a request acts for. Left out (or null): with X-Api-Key, the merchant's only
+    verified agent (a merchant with several names one); with NIP-98, the signer (if given,
+    it must be the signer)."""
 
     def __init__(self, **kwargs):
         super().__init__(
             trim_whitespace=False,
+            required=False,
+            allow_null=True,
             validators=[RegexValidator(HEX64, "Must be 64 hex characters.")],
-            help_text="The agent acted for (64 hex): required with X-Api-Key; with NIP-98 it "
-            "may be left out (the signer acts), and if given must be the signer.",
+            help_text="The agent acted for (64 hex). Left out or null: with X-Api-Key the "
+            "merchant's only verified agent (one with several must name one); with NIP-98 "
+            "the signer (if given, it must be the signer).",
             **kwargs,
         )
 
     def validate_empty_values(self, data):
-        if data is serializers.empty:
-            return (True, None)  # left out: acting_agent decides (NIP-98 needs none)
+        if data is serializers.empty or data is None:
+            return (True, None)  # left out: acting_agent decides
         return super().validate_empty_values(data)
 
 
@@ -350,11 +361,47 @@ class ActingQuerySerializer(serializers.Serializer):
 # --- requests and agreements ---------------------------------------------------------------
 
 
+@extend_schema_field(
+    {
+        "nullable": True,
+        "anyOf": [{"type": "object"}, {"type": "string", "maxLength": 20000}],
+        "description": "What the provider needs: an object, or a string (a string holding a "
+        "JSON object, as lightning-enable-mcp sends, is stored as that object). Null or left "
+        "out: none.",
+    }
+)
+class ParametersField(serializers.JSONField):
+    """A request's parameters as clients send them: an object, a string, or null."""
+
+    default_error_messages = {"invalid_type": "Must be an object or a string."}
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, allow_null=True, validators=[no_null_characters], **kwargs)
+
+    def validate_empty_values(self, data):
+        if data is serializers.empty or data is None:
+            return (True, {})
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            if len(data) > 20000:
+                raise serializers.ValidationError("At most 20000 characters.")
+            try:
+                decoded = json.loads(data)
+            except ValueError:
+                return data
+            return decoded if isinstance(decoded, dict) else data
+        if not isinstance(data, dict):
+            self.fail("invalid_type")
+        return super().to_internal_value(data)
+
+
 class CreateRequestSerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = ActingPubkeyField()
     capabilityEventId = Hex64Field()
     budgetSats = SatsField()
-    parameters = serializers.DictField(default=dict, validators=[no_null_characters])
+    parameters = ParametersField()
     event = SignedEventField()
 
 
@@ -445,10 +492,21 @@ class AgreementQuerySerializer(serializers.Serializer):
 class CreateAttestationSerializer(StrictJsonTypes, serializers.Serializer):
     pubkey = ActingPubkeyField()
     subjectPubkey = Hex64Field()
-    agreementId = Hex64Field()
+    agreementId = serializers.CharField(
+        max_length=200,
+        validators=[no_null_characters],
+        help_text="The agreement's id (as GET /api/agents/agreements gives it); an id that "
+        "names no agreement is a 404.",
+    )
     rating = serializers.IntegerField(min_value=1, max_value=5)
     content = serializers.CharField(max_length=5000, allow_blank=True, default="")
-    proof = serializers.CharField(max_length=5000, allow_blank=True, default="")
+    proof = serializers.CharField(
+        max_length=5000,
+        allow_blank=True,
+        allow_null=True,
+        default="",
+        validators=[no_null_characters],
+    )
     attestationId = serializers.CharField(max_length=200, allow_blank=True, default="")
     event = SignedEventField()
 

@@ -26,15 +26,20 @@ from .models import Agreement
 AGENT_AUTH = [NostrAuthentication, ApiKeyAuthentication]
 # What acting as an agent can answer besides the answer itself.
 ACTING_PROBLEMS = problems(
+    400,
     403,
     404,
+    d400="Invalid input; or, with X-Api-Key and no `pubkey`: the merchant acts for no verified "
+    "agent (`no_agent`, saying how to verify one) or for several (naming them).",
     d403="Writes for an agent need an admin key; the agent is inactive or unverified; or the "
     "signed event is not from `pubkey`.",
     d404="This merchant does not act for an agent with this pubkey, or no such item.",
 )
 ACTING_DOC = (
     "Acting as an agent: NIP-98 (`Authorization: Nostr <base64 kind-27235 event>`) signed by "
-    "a verified agent, or `X-Api-Key` of the merchant it chose as owner (with `pubkey`)."
+    "a verified agent, or `X-Api-Key` of the merchant it chose as owner (`pubkey` names the "
+    "agent; left out, the merchant's only verified agent: a merchant with none, or several, "
+    "gets a 400 saying what to do)."
 )
 
 
@@ -436,10 +441,10 @@ class AttestationsView(APIView):
         attestation = services.attest(
             reviewer,
             subject_pubkey=data["subjectPubkey"],
-            agreement_id=data["agreementId"],
+            agreement_id=data["agreementId"].lower(),
             rating=data["rating"],
             content=data["content"],
-            proof=data["proof"],
+            proof=data["proof"] or "",
             attestation_id=data["attestationId"],
             event=data.get("event"),
         )

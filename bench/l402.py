@@ -206,7 +206,7 @@ def main():
     (data_dir / "bench_upstream.py").write_text(textwrap.dedent(UPSTREAM_APP))
 
     from checkout.services import create_merchant
-    from l402 import services
+    from l402.services import proxies
     from lightning.backends import get_backend
 
     merchant, _ = create_merchant("Bench API seller")
@@ -221,7 +221,7 @@ def main():
             str(data_dir),
         )
         procs.append(upstream)
-        proxy = services.create_proxy(
+        proxy = proxies.create_proxy(
             merchant,
             name="Bench upstream",
             target_base_url=f"http://127.0.0.1:{upstream_port}",

@@ -3,7 +3,21 @@
 from django.conf import settings
 from django.views import defaults
 
-from .problems import is_api_path, problem_response, request_too_large
+from .problems import current_path, is_api_path, problem_response, request_too_large
+
+
+class ProblemInstance:
+    """Lets every problem body built while answering this request name its `instance`."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = current_path.set(request.path)
+        try:
+            return self.get_response(request)
+        finally:
+            current_path.reset(token)
 
 
 class RequestSizeLimit:

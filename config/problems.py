@@ -1,9 +1,12 @@
 """RFC 9457 problem details: the one error shape of the whole API.
 
 Every error answers `application/problem+json` with `type`, `title`, `status`, `detail`,
-a stable `error` slug and, for validation errors, `errors` (field -> messages).
+`instance` (the path of the request that failed), a stable `error` slug, `message` (the
+detail again: clients such as lightning-enable-mcp show a `message` field to their user)
+and, for validation errors, `errors` (field -> messages).
 """
 
+from contextvars import ContextVar
 from http import HTTPStatus
 
 from django.conf import settings
@@ -15,6 +18,9 @@ from rest_framework import exceptions, serializers
 from rest_framework.views import exception_handler as drf_exception_handler
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# The path of the request being answered (set by config.middleware.ProblemInstance), so
+# that every problem body names its `instance` wherever it is built.
+current_path: ContextVar[str | None] = ContextVar("current_path", default=None)
 
 
 class Problem(exceptions.APIException):
@@ -45,7 +51,11 @@ def problem_body(status: int, error: str, detail: str, errors=None) -> dict:
         "status": status,
         "detail": detail,
         "error": error,
+        "message": detail,
     }
+    path = current_path.get()
+    if path is not None:
+        body["instance"] = path
     if errors:
         body["errors"] = errors
     return body
@@ -165,6 +175,8 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     detail = serializers.CharField()
     error = serializers.CharField(help_text="A stable slug, e.g. validation_error, not_found.")
+    message = serializers.CharField(help_text="What went wrong, for a person (= detail).")
+    instance = serializers.CharField(help_text="The path of the request that failed.")
     errors = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,

@@ -78,12 +78,14 @@ INSTALLED_APPS = [
     "wallets",
     "refunds",
     "orders",
+    "merchants",
     "realtime",
     "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ProblemInstance",
     "config.middleware.RequestSizeLimit",
     "config.middleware.RefuseNul",
     "config.middleware.MethodNotAllowed",
@@ -340,6 +342,9 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["FiatCurrencyEnum"] = "checkout.seri
 # Key that encrypts the signing secrets at rest; empty: derived from SECRET_KEY (changing it
 # makes the stored secrets unreadable: rotate every secret after such a change).
 WEBHOOKS_SECRETS_KEY = env.str("WEBHOOKS_SECRETS_KEY", default="")
+# Key that encrypts merchants' Nostr Wallet Connect strings at rest (they hold a spending
+# key); empty: derived from SECRET_KEY (changing it makes the stored strings unreadable).
+NWC_SECRETS_KEY = env.str("NWC_SECRETS_KEY", default="")
 # Let endpoints resolve to private, loopback or link-local addresses (local demos only).
 WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False)
 # Whole request, connect to last byte read.
@@ -388,6 +393,7 @@ L402_TOKEN_TTL_SECONDS = env.int("L402_TOKEN_TTL_SECONDS", default=86400)  # exp
 L402_INVOICE_EXPIRY_SECONDS = env.int("L402_INVOICE_EXPIRY_SECONDS", default=900)
 L402_DEMO_PRICE_SATS = env.int("L402_DEMO_PRICE_SATS", default=10)
 L402_PREMIUM_PRICE_SATS = env.int("L402_PREMIUM_PRICE_SATS", default=100)
+L402_PING_PRICE_SATS = env.int("L402_PING_PRICE_SATS", default=1)
 # Reverse-proxy targets on private/loopback addresses are refused unless this is on.
 L402_PROXY_ALLOW_PRIVATE_TARGETS = env.bool("L402_PROXY_ALLOW_PRIVATE_TARGETS", default=False)
 L402_PROXY_MAX_TIMEOUT_SECONDS = env.int("L402_PROXY_MAX_TIMEOUT_SECONDS", default=120)
@@ -396,7 +402,7 @@ L402_MCP_LATEST_VERSION = env.str("L402_MCP_LATEST_VERSION", default="1.0.0")
 L402_MCP_MIN_VERSION = env.str("L402_MCP_MIN_VERSION", default="1.0.0")
 L402_MCP_RELEASE_NOTES = env.str("L402_MCP_RELEASE_NOTES", default="")
 SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {})["HttpMethodEnum"] = (
-    "l402.services.PROXY_METHODS"
+    "l402.services.proxies.PROXY_METHODS"
 )
 # --- end l402 settings
 

@@ -7,12 +7,18 @@ addresses are refused, IPv4 and IPv6 alike, including IPv4-mapped/compatible IPv
 6to4/Teredo forms of private IPv4. Check when the URL is saved and again at send time, and
 connect to the address that was checked (`pinned_address`), so DNS rebinding between the
 check and the request cannot reach an internal host.
+
+That connection is made here too (`pinned_connection`), next to the check it completes:
+webhook deliveries, LNURL fetches and the L402 proxy all connect through it, so none can
+resolve the host name again, and none can forget TLS's check of the URL's host name.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -93,3 +99,39 @@ def check_url(url: str, allow_private: bool, resolve: bool = True) -> Target:
                     "(the operator may allow them)"
                 )
     return Target(parts.scheme, parts.hostname, port, addresses)
+
+
+_TLS = ssl.create_default_context()
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the vetted address; the Host header keeps the URL's host name."""
+
+    def __init__(self, target: Target, timeout: float, **kwargs):
+        super().__init__(target.host, target.port, timeout=timeout, **kwargs)
+        self.pinned = target.pinned_address
+
+    def connect(self):
+        self.sock = self._pinned_socket()
+
+    def _pinned_socket(self) -> socket.socket:
+        sock = socket.create_connection((self.pinned, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, http.client.HTTPSConnection):
+    def __init__(self, target: Target, timeout: float):
+        super().__init__(target, timeout, context=_TLS)
+
+    def connect(self):
+        # SNI and the certificate check use the URL's host name, not the pinned address.
+        self.sock = self._context.wrap_socket(self._pinned_socket(), server_hostname=self.host)
+
+
+def pinned_connection(target: Target, timeout: float) -> http.client.HTTPConnection:
+    """An HTTP or HTTPS connection (by the target's scheme) that will connect to the
+    address `check_url` vetted, never to what the host name resolves to by then. Nothing is
+    sent until its first request; `timeout` bounds the connect and each socket read."""
+    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
+    return cls(target, timeout)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("wallets.urls")),
     path("", include("refunds.urls")),
     path("", include("orders.urls")),
+    path("", include("merchants.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", DocsView.as_view(url_name="openapi"), name="docs"),

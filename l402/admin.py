@@ -8,9 +8,9 @@ from django.contrib import admin
 from checkout.admin import MerchantScopedAdmin
 from config.ssrf import UnsafeTarget
 
-from . import services
 from .forwarding import seal
 from .models import L402Challenge, PaidContent, Proxy, ProxyEndpoint
+from .services import proxies
 
 
 @admin.register(PaidContent)
@@ -62,7 +62,7 @@ class ProxyForm(forms.ModelForm):
     def clean_target_base_url(self):
         url = self.cleaned_data["target_base_url"]
         try:
-            services.vet_target(url)
+            proxies.vet_target(url)
         except UnsafeTarget as exc:
             raise forms.ValidationError(str(exc)) from None
         return url
@@ -74,7 +74,7 @@ class ProxyForm(forms.ModelForm):
         elif self.cleaned_data.get("auth_value"):
             proxy.auth_value_encrypted = seal(self.cleaned_data["auth_value"])
         if not proxy.proxy_id:
-            proxy.proxy_id = services.new_proxy_id(proxy.name)
+            proxy.proxy_id = proxies.new_proxy_id(proxy.name)
         if commit:
             proxy.save()
         return proxy

@@ -12,8 +12,6 @@ import base64
 import hashlib
 import http.client
 import logging
-import socket
-import ssl
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
@@ -23,10 +21,10 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from config.problems import Problem
-from config.ssrf import Target, UnsafeTarget, check_url
+from config.ssrf import Target, UnsafeTarget, check_url, pinned_connection
 
 if TYPE_CHECKING:
-    from .services import Route
+    from .services.proxies import Route
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +72,6 @@ def unseal(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self):
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self):
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
 def upstream_headers(request_meta: dict, proxy) -> dict[str, str]:
     """The client's headers that may go upstream, then the proxy's own credential. A
     client header with the credential's name (in any case) is dropped, so the upstream
@@ -135,10 +113,7 @@ def forward(target: Route, vetted: Target, query: str, headers: dict[str, str], 
     upstream_path = parts.path + quote(target.path, safe="/:@!$&'()*+,=-._~")
     if query:
         upstream_path += "?" + query
-    connection_class = _PinnedHTTPSConnection if vetted.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(
-        vetted.host, vetted.port, vetted.pinned_address, proxy.timeout_seconds
-    )
+    connection = pinned_connection(vetted, proxy.timeout_seconds)
     default_port = 443 if vetted.scheme == "https" else 80
     headers["Host"] = vetted.host if vetted.port == default_port else f"{vetted.host}:{vetted.port}"
     try:

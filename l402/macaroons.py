@@ -115,14 +115,14 @@ class RequestScope:
 
 
 @lru_cache(maxsize=1)
-def _server_secret() -> bytes:
+def server_secret() -> bytes:
     if settings.L402_ROOT_KEY_SECRET:
         return settings.L402_ROOT_KEY_SECRET.encode()
     return hmac.new(settings.SECRET_KEY.encode(), b"zapgate l402 root key", "sha256").digest()
 
 
 def root_key(token_id: bytes) -> bytes:
-    return hmac.new(_server_secret(), token_id, hashlib.sha256).digest()
+    return hmac.new(server_secret(), token_id, hashlib.sha256).digest()
 
 
 def signature(root: bytes, identifier: bytes, caveats) -> bytes:

@@ -180,6 +180,9 @@ class Proxy(models.Model):
     service_description = models.TextField(blank=True)
     documentation_url = models.URLField(max_length=2000, blank=True)
     categories = models.JSONField(default=list, blank=True)
+    # A GraphQL pay-per-request API (Blocktap's flow): POST api/invoice below the proxy
+    # sells a one-time key for POST /graphql with the same body.
+    graphql = models.BooleanField(default=False)
     retired_at = models.DateTimeField(null=True, blank=True)
     retired_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

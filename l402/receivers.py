@@ -3,7 +3,8 @@ challenge's invoice paid (a lightning.reactions reaction, retried if it fails)."
 
 from lightning.reactions import reaction
 
-from .services import PURPOSE, announce_paid
+from .services.events import announce_paid
+from .services.offers import PURPOSE
 
 
 @reaction("l402.announce_paid", purpose=PURPOSE)

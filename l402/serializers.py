@@ -10,7 +10,7 @@ from config.serializers import StrictJsonTypes
 from . import paths
 from .manifest import manifest_url, proxy_base_url
 from .models import L402Challenge, PaidContent, Proxy, ProxyEndpoint
-from .services import PROXY_METHODS
+from .services.proxies import PROXY_METHODS
 
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 FORBIDDEN_AUTH_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "cookie"}
@@ -67,6 +67,7 @@ class ChallengeResponse(serializers.Serializer):
 class ChallengeItem(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id")
     priceSats = serializers.IntegerField(source="price_sats")
+    amountSats = serializers.IntegerField(source="price_sats", help_text="= priceSats")
     paymentHash = serializers.CharField(source="invoice.payment_hash")
     invoice = serializers.CharField(source="invoice.bolt11")
     proxyId = serializers.CharField(source="proxy.proxy_id", default=None, allow_null=True)
@@ -74,6 +75,7 @@ class ChallengeItem(serializers.ModelSerializer):
     createdAt = serializers.DateTimeField(source="created_at")
     expiresAt = serializers.DateTimeField(source="invoice.expires_at")
     paidAt = serializers.DateTimeField(source="invoice.paid_at", allow_null=True)
+    idempotencyKey = serializers.CharField(source="idempotency_key", allow_null=True)
 
     class Meta:
         model = L402Challenge
@@ -83,19 +85,74 @@ class ChallengeItem(serializers.ModelSerializer):
             "resource",
             "description",
             "priceSats",
+            "amountSats",
             "status",
             "paymentHash",
             "invoice",
             "proxyId",
+            "idempotencyKey",
             "createdAt",
             "expiresAt",
             "paidAt",
         ]
 
 
+class DownloadedItem(serializers.Serializer):
+    slug = serializers.CharField()
+    title = serializers.CharField()
+    priceSats = serializers.IntegerField()
+    published = serializers.BooleanField()
+    downloads = serializers.IntegerField(help_text="Paid purchases: alone or in bundles.")
+    soldAlone = serializers.IntegerField()
+    soldInBundles = serializers.IntegerField()
+    revenueSats = serializers.IntegerField(help_text="From purchases of the item alone.")
+
+
+class BundleSales(serializers.Serializer):
+    sold = serializers.IntegerField()
+    revenueSats = serializers.IntegerField()
+
+
+class DownloadStats(serializers.Serializer):
+    totalDownloads = serializers.IntegerField()
+    revenueSats = serializers.IntegerField()
+    items = DownloadedItem(many=True)
+    bundles = BundleSales()
+
+
+class ChallengeList(serializers.Serializer):
+    items = ChallengeItem(many=True)
+    challenges = ChallengeItem(many=True, help_text="The same rows as items.")
+    total = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    offset = serializers.IntegerField()
+    status = serializers.CharField(allow_null=True)
+
+
 class VerifyRequest(StrictJsonTypes, serializers.Serializer):
     macaroon = serializers.CharField(allow_null=True, required=False, allow_blank=True)
-    preimage = serializers.CharField()
+    preimage = serializers.CharField(required=False)
+    paymentCredential = serializers.CharField(
+        required=False,
+        max_length=16384,
+        help_text="An MPP credential (what follows `Payment ` in the buyer's Authorization "
+        "header) for a challenge's mppChallenge: checked instead of macaroon and preimage.",
+    )
+
+    # The seed's body needs a preimage; an MPP credential carries its own.
+    openapi_request_rules = {
+        "anyOf": [
+            {"required": ["preimage"], "properties": {"preimage": {"minLength": 1}}},
+            {"required": ["paymentCredential"]},
+        ]
+    }
+
+    def validate(self, attrs):
+        if not attrs.get("paymentCredential") and not attrs.get("preimage"):
+            raise serializers.ValidationError(
+                {"preimage": ["This field is required (or give a paymentCredential)."]}
+            )
+        return attrs
 
 
 class VerifyResponse(serializers.Serializer):
@@ -245,6 +302,14 @@ class ProxySerializer(StrictJsonTypes, serializers.ModelSerializer):
     allowedPaths = PathPatterns(source="allowed_paths")
     blockedPaths = PathPatterns(source="blocked_paths")
     description = serializers.CharField(required=False, allow_blank=True, default="")
+    graphql = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="A GraphQL pay-per-request API (Blocktap's flow): POST "
+        "/l402/proxy/{proxyId}/api/invoice with {query, operation, variables} sells a one-time "
+        "key; POST /l402/proxy/{proxyId}/graphql with the same body and X-Api-Key: <key> runs "
+        "it once, at targetBaseUrl + /graphql.",
+    )
     proxyUrl = serializers.SerializerMethodField()
     manifestUrl = serializers.SerializerMethodField()
     manifestEnabled = serializers.BooleanField(source="manifest_enabled", read_only=True)
@@ -276,6 +341,7 @@ class ProxySerializer(StrictJsonTypes, serializers.ModelSerializer):
             "allowedMethods",
             "allowedPaths",
             "blockedPaths",
+            "graphql",
             "proxyUrl",
             "manifestUrl",
             "manifestEnabled",
@@ -372,9 +438,24 @@ class OneTimeKeyRequest(StrictJsonTypes, serializers.Serializer):
     )
 
 
+class GraphqlInvoiceRequest(serializers.Serializer):
+    """Documents Blocktap's invoice body; the view checks the raw bytes (l402.services.
+    one_time_keys), as the key is bound to exactly them."""
+
+    query = serializers.CharField(help_text="The GraphQL query.")
+    operation = serializers.CharField(
+        required=False, allow_null=True, help_text="Which operation of `query` runs."
+    )
+    variables = serializers.DictField(required=False, allow_null=True)
+
+
 class OneTimeKeyResponse(serializers.Serializer):
-    price = serializers.CharField(allow_null=True, help_text="USD, as a decimal string")
-    value = serializers.IntegerField(help_text="msat")
+    price = serializers.FloatField(
+        allow_null=True,
+        help_text="The price in USD at today's rate, a number as in Blocktap's API (shown to "
+        "the buyer; what is paid is `value`); null when no rate is available.",
+    )
+    value = serializers.IntegerField(help_text="The invoice's amount in msat.")
     paymentRequest = serializers.CharField()
     apikey = serializers.CharField()
 

@@ -4,9 +4,11 @@ pymacaroons, which is what the gateway uses)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,37 @@ def pay(bolt11: str) -> str:
 
 def credential(challenge: dict, preimage: str, scheme: str = "L402") -> str:
     return f"{scheme} {challenge['macaroon']}:{preimage}"
+
+
+# --- MPP (the Payment scheme), written from draft-httpauth-payment, not from l402.mpp --------
+
+
+def mpp_challenge(header: str) -> dict:
+    """The parameters of the `Payment` challenge in a WWW-Authenticate value."""
+    start = header.index("Payment ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', header[start:].split(", L402 ")[0]))
+    assert {"id", "realm", "method", "intent", "request", "expires"} <= set(params), params
+    return params
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def mpp_request(header: str) -> dict:
+    """The decoded `request` of the Payment challenge in a header value."""
+    return json.loads(_unb64url(mpp_challenge(header)["request"]))
+
+
+def mpp_credential(header: str, preimage: str, **changes) -> str:
+    """`Authorization: Payment <base64url JCS {challenge echo, payload {preimage}}>`."""
+    echo = {**mpp_challenge(header), **changes}
+    body = json.dumps(
+        {"challenge": echo, "payload": {"preimage": preimage}},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return "Payment " + base64.urlsafe_b64encode(body.encode()).rstrip(b"=").decode()
 
 
 # --- an upstream API on loopback ---------------------------------------------------------------

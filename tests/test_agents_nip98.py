@@ -256,9 +256,23 @@ def test_a_merchant_acts_for_the_agents_whose_keys_signed_its_challenge(api):
     assert_problem(not_theirs, 404, "not_found")
     read_only_key = api.post(PATH, body, format="json", HTTP_X_API_KEY=invoice_key)
     assert_problem(read_only_key, 403, "forbidden")
+    # Its only agent acts when none is named; the other shop acts for none.
+    only_agent = api.post(
+        PATH, {**CAPABILITY, "serviceId": "second"}, format="json", HTTP_X_API_KEY=admin_key
+    )
+    assert only_agent.status_code == 201, only_agent.content
+    assert Capability.objects.get(service_id="second").agent.pubkey == signer.pubkey
+    assert_problem(
+        api.post(PATH, CAPABILITY, format="json", HTTP_X_API_KEY=other_key), 400, "no_agent"
+    )
+    second = Signer()
+    register(api, second, HTTP_X_API_KEY=admin_key)
+    verify(api, second, HTTP_X_API_KEY=admin_key)
     which_agent = api.post(PATH, CAPABILITY, format="json", HTTP_X_API_KEY=admin_key)
     assert_problem(which_agent, 400, "validation_error")
-    assert Capability.objects.count() == 1
+    assert signer.pubkey in which_agent.json()["detail"]
+    assert sorted(which_agent.json()["agents"]) == sorted([signer.pubkey, second.pubkey])
+    assert Capability.objects.count() == 2
 
 
 def test_a_merchant_cannot_act_for_a_self_registered_agent(api):

@@ -195,8 +195,9 @@ schemathesis.openapi.format(
 # challenge (documented): that is their acceptance of it. The fuzzer cannot pay.
 PAID_OPERATIONS = (
     "^/api/l402/(demo|premium-data|content/{slug}|content/bundle)$"
+    "|^/l402/test/ping$"
     "|^/api/shopify/{slug}/checkout$"
-    "|^/l402/proxy/{proxy_id}/{path}$"
+    "|^/l402/proxy/{proxy_id}/({path}|api/invoice)$"
 )
 
 
@@ -223,8 +224,16 @@ def positive_data_acceptance_within_limits(ctx, response, case):
 # Refusals of valid-looking data that no JSON schema can state, each with its own slug:
 # whether a string is a Lightning address or LNURL that can be paid (a bech32 checksum, a
 # host name); a range whose min is above its max; a whole-sats price for a product whose
-# stored currency is SAT, which a PATCH body need not repeat.
-BEYOND_THE_SCHEMA = {"invalid_refund_address", "invalid_range", "sat_amount_not_whole"}
+# stored currency is SAT, which a PATCH body need not repeat; whether a Nostr Wallet
+# Connect URI's keys are on the curve; whether the merchant has a verified agent to act for
+# (the demo merchant has none: `no_agent`, which says how to make one).
+BEYOND_THE_SCHEMA = {
+    "invalid_refund_address",
+    "invalid_range",
+    "sat_amount_not_whole",
+    "invalid_nwc_connection",
+    "no_agent",
+}
 
 PAYMENT_REFUSALS = {
     (400, "invalid_invoice"),

@@ -46,7 +46,8 @@ def _routes():
 
 def _json_operations():
     """(route name, method) of every operation documented with a JSON request body. The
-    paid proxy is not one: it forwards whatever body it is sent, unread."""
+    paid proxy is not one: it forwards whatever body it is sent, unread (on a GraphQL
+    proxy's api/invoice, every method but POST)."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
     found = []
     for path, operations in schema["paths"].items():
@@ -55,13 +56,21 @@ def _json_operations():
             if "application/json" not in content:
                 continue
             name = resolve(re.sub(r"\{\w+\}", "x", path)).url_name
-            if name != "l402-proxy-request":
+            forwarded = name == "l402-proxy-request" or (
+                name == "l402-proxy-graphql-invoice" and method != "post"
+            )
+            if not forwarded:
                 found.append((name, method))
     return sorted(found)
 
 
 ROUTES = _routes()
-PAID_PROXY_ROUTES = {"l402-proxy-request", "l402-proxy-manifest", "l402-proxy-openapi"}
+PAID_PROXY_ROUTES = {
+    "l402-proxy-request",
+    "l402-proxy-manifest",
+    "l402-proxy-openapi",
+    "l402-proxy-graphql-invoice",
+}
 JSON_WRITES = _json_operations()
 ALL_WRITES = [
     (name, method)
@@ -97,7 +106,13 @@ def world():
     delivery = api.post(f"/api/webhooks/{endpoint['id']}/test").json()
     proxy = post(
         "/api/proxy",
-        {"name": "Weather", "targetBaseUrl": "http://127.0.0.1:9/", "defaultPriceSats": 5},
+        # GraphQL: its api/invoice reads the body (a GraphQL request) before selling a key.
+        {
+            "name": "Weather",
+            "targetBaseUrl": "http://127.0.0.1:9/",
+            "defaultPriceSats": 5,
+            "graphql": True,
+        },
     )
     post(
         f"/api/proxy/{proxy['proxyId']}/manifest/endpoints",
@@ -335,12 +350,12 @@ def test_a_method_not_allowed_on_an_api_path_is_a_problem_405(world, method, pat
 
 
 def test_an_unexpected_error_on_an_api_path_is_a_problem_500(monkeypatch):
-    from l402 import views
+    from l402.services import mcp
 
     def broken(current):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(views.services, "mcp_version_check", broken)
+    monkeypatch.setattr(mcp, "mcp_version_check", broken)
     response = Client(raise_request_exception=False).get("/api/mcp/version-check")
     assert response.status_code == 500 and response["Content-Type"] == PROBLEM
     assert response.json()["error"] == "server_error" and "a bug" not in response.json()["detail"]

@@ -25,7 +25,15 @@ from lightning.models import Invoice
 from webhooks.models import WebhookEvent
 from webhooks.services import create_endpoint
 
-from .l402_support import credential, decode_v2, pay, signature_chain
+from .l402_support import (
+    credential,
+    decode_v2,
+    mpp_challenge,
+    mpp_credential,
+    mpp_request,
+    pay,
+    signature_chain,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +62,15 @@ def problem(response, status, error):
     return body["detail"]
 
 
+def rechallenged(response, reason):
+    """A credential that does not pay for this request: a fresh 402 challenge, the reason
+    kept in the body."""
+    body = challenge_of(response)
+    assert body["error"] == "payment_required" and body["reason"] == reason, body
+    assert body["invoice"] in response["WWW-Authenticate"]
+    return body["detail"]
+
+
 # --- the challenge -------------------------------------------------------------------------------
 
 
@@ -64,7 +81,10 @@ def test_an_unpaid_request_gets_a_402_challenge_in_both_schemes(client):
     assert body["amountSats"] == 10 and body["expiresAt"].endswith("Z")
     header = response["WWW-Authenticate"]
     expected = f'macaroon="{body["macaroon"]}", invoice="{body["invoice"]}"'
-    assert header == f"L402 {expected}, LSAT {expected}"  # L402 first
+    # MPP's Payment first (its clients read the first challenge), then L402 and LSAT.
+    payment, l402 = header.split(", L402 ", 1)
+    assert payment.startswith('Payment id="') and 'intent="charge"' in payment
+    assert f"L402 {l402}" == f"L402 {expected}, LSAT {expected}"
     decoded = bolt11.decode(body["invoice"])
     assert decoded.payment_hash == body["paymentHash"]
     assert decoded.amount_msat == 10_000
@@ -220,11 +240,16 @@ def _foreign(payment_hash: str) -> str:
         "not-a-macaroon",
     ],
 )
-def test_a_bad_credential_is_a_401_that_says_why(client, paid_demo, make_header, error, says):
+def test_a_bad_credential_says_why(client, paid_demo, make_header, error, says):
+    """A malformed header is a 401; a well-formed token that does not pay (tampered, signed
+    by another server, the wrong preimage) gets a fresh challenge to pay instead."""
     body, preimage = paid_demo
     response = client.get("/api/l402/demo", HTTP_AUTHORIZATION=make_header(body, preimage))
-    assert says in problem(response, 401, error)
-    assert response["WWW-Authenticate"].startswith("L402 ")
+    if error.startswith("malformed_"):
+        assert says in problem(response, 401, error)
+        assert response["WWW-Authenticate"].startswith("L402 ")
+    else:
+        assert says in rechallenged(response, error)
 
 
 def test_any_damaged_token_is_refused_with_a_reason_never_an_error(paid_demo):
@@ -245,7 +270,8 @@ def test_any_damaged_token_is_refused_with_a_reason_never_an_error(paid_demo):
 def test_a_token_for_another_resource_is_refused(client, paid_demo):
     body, preimage = paid_demo
     response = client.get("/api/l402/premium-data", HTTP_AUTHORIZATION=credential(body, preimage))
-    assert "'demo'" in problem(response, 401, "token_out_of_scope")
+    assert "'demo'" in rechallenged(response, "token_out_of_scope")
+    assert response.json()["amountSats"] == 100  # premium-data's own price
 
 
 def test_another_scheme_is_simply_unpaid(client):
@@ -275,12 +301,12 @@ def test_a_token_narrowed_by_its_holder_still_works_and_its_caveats_hold(client,
     mac.add_first_party_caveat("colour=blue")
     odd = base64.b64encode(BinarySerializer().serialize_raw(mac)).decode()
     response = client.get("/api/l402/demo", HTTP_AUTHORIZATION=f"L402 {odd}:{preimage}")
-    assert "colour" in problem(response, 401, "invalid_caveat")
+    assert "colour" in rechallenged(response, "invalid_caveat")
     third = BinarySerializer().deserialize_raw(base64.b64decode(body["macaroon"]))
     third.add_third_party_caveat("https://elsewhere.example", secrets.token_bytes(32), "ask")
     delegated = base64.b64encode(BinarySerializer().serialize_raw(third)).decode()
     response = client.get("/api/l402/demo", HTTP_AUTHORIZATION=f"L402 {delegated}:{preimage}")
-    assert "third-party" in problem(response, 401, "invalid_caveat")
+    assert "third-party" in rechallenged(response, "invalid_caveat")
 
 
 # --- merchant challenges -----------------------------------------------------------------------
@@ -306,9 +332,11 @@ def test_a_merchant_challenge_and_its_verification(client, shop):
         "mppChallenge",
     }
     assert body["resource"] == "report-2026" and body["priceSats"] == 250
-    assert body["mppChallenge"].startswith('Payment realm="')
-    assert f'invoice="{body["invoice"]}"' in body["mppChallenge"]
-    assert 'amount="250", currency="sat"' in body["mppChallenge"]
+    assert body["mppChallenge"].startswith('Payment id="')
+    request = mpp_request(body["mppChallenge"])
+    assert request["methodDetails"]["invoice"] == body["invoice"]
+    assert request["amount"] == "250" and request["currency"] == "sat"
+    assert request["externalId"] == "report-2026" and request["recipient"] == merchant.public_id
     assert bolt11.decode(body["invoice"]).amount_msat == 250_000
 
     preimage = pay(body["invoice"])
@@ -344,6 +372,25 @@ def test_a_merchant_challenge_and_its_verification(client, shop):
         foreign["valid"] is False
         and foreign["error"] == "the token was issued for another merchant"
     )
+
+    # The same challenge paid by an MPP client: its credential is checked the same way.
+    paid_by_mpp = mpp_credential(body["mppChallenge"], preimage).removeprefix("Payment ")
+    as_mpp = {"paymentCredential": paid_by_mpp}
+    checked = client.post(
+        "/api/l402/challenges/verify", as_mpp, content_type="application/json", **key
+    ).json()
+    assert checked == {**answer, "error": None}
+    assert (
+        client.post(
+            "/api/l402/challenges/verify",
+            as_mpp,
+            content_type="application/json",
+            HTTP_X_API_KEY=other_key,
+        ).json()["error"]
+        == "the credential was issued for another merchant"
+    )
+    neither = client.post("/api/l402/challenges/verify", {}, content_type="application/json", **key)
+    assert neither.status_code == 400 and "preimage" in neither.json()["errors"]
 
 
 def test_verify_holds_every_caveat_of_an_attenuated_token(client, shop, monkeypatch):
@@ -522,7 +569,7 @@ def test_paywalled_content_and_bundles(client, shop):
     opened = client.get("/api/l402/content/alpha", HTTP_AUTHORIZATION=alpha)
     assert opened.status_code == 200 and opened.json()["body"] == "The whole alpha"
     beta_refused = client.get("/api/l402/content/beta", HTTP_AUTHORIZATION=alpha)
-    assert "'alpha'" in problem(beta_refused, 401, "token_out_of_scope")
+    assert "'alpha'" in rechallenged(beta_refused, "token_out_of_scope")
 
     bundle = {"slugs": ["beta", "gamma"]}
     offer = challenge_of(client.post("/api/l402/content/bundle", bundle, "application/json"))
@@ -535,7 +582,7 @@ def test_paywalled_content_and_bundles(client, shop):
     assert [item["body"] for item in both.json()["items"]] == ["The whole beta", "The whole gamma"]
     for slug in ("beta", "gamma"):
         assert client.get(f"/api/l402/content/{slug}", HTTP_AUTHORIZATION=token).status_code == 200
-    assert client.get("/api/l402/content/alpha", HTTP_AUTHORIZATION=token).status_code == 401
+    assert client.get("/api/l402/content/alpha", HTTP_AUTHORIZATION=token).status_code == 402
     missing = client.post("/api/l402/content/bundle", {"slugs": ["nope"]}, "application/json")
     assert missing.status_code == 404
     assert client.get("/api/l402/content/nope").status_code == 404
@@ -560,8 +607,9 @@ def test_pricing_status_and_version_check(client):
     assert {r["path"]: r["priceSats"] for r in pricing["resources"]} == {
         "/api/l402/demo": 10,
         "/api/l402/premium-data": 100,
+        "/l402/test/ping": 1,
     }
-    assert client.get("/api/l402/status").json()["schemes"] == ["L402", "LSAT"]
+    assert client.get("/api/l402/status").json()["schemes"] == ["L402", "LSAT", "Payment"]
     with override_settings(L402_MCP_LATEST_VERSION="2.1.0", L402_MCP_MIN_VERSION="2.0.0"):
         old = client.get("/api/mcp/version-check?currentVersion=1.9.9").json()
         assert old["updateRequired"] and old["updateRecommended"]
@@ -595,3 +643,142 @@ def test_the_openapi_document_covers_the_l402_endpoints(client):
     ):
         assert path in paths, path
     assert any(p.startswith("/l402/proxy/") for p in paths)
+
+
+# --- MPP: the Payment scheme ----------------------------------------------------------------
+
+
+def _receipt(response) -> dict:
+    raw = response["Payment-Receipt"]
+    return json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+
+
+def test_a_payment_credential_pays_for_the_resource_and_is_reused(client):
+    response = client.get("/api/l402/demo")
+    header = response["WWW-Authenticate"]
+    request = mpp_request(header)
+    assert request["amount"] == "10" and request["currency"] == "sat"
+    assert request["methodDetails"]["network"] == "regtest"
+    assert request["methodDetails"]["invoice"] == response.json()["invoice"]  # one invoice
+    preimage = pay(request["methodDetails"]["invoice"])
+
+    paid = client.get("/api/l402/demo", HTTP_AUTHORIZATION=mpp_credential(header, preimage))
+    assert paid.status_code == 200, paid.content
+    assert paid.json()["resource"] == "demo"
+    receipt = _receipt(paid)
+    assert receipt["method"] == "lightning" and receipt["status"] == "success"
+    assert receipt["reference"] == request["methodDetails"]["paymentHash"]
+    assert receipt["challengeId"] == mpp_challenge(header)["id"]
+    # Upper-case hex is the same preimage; the credential is good until it expires.
+    again = client.get(
+        "/api/l402/demo", HTTP_AUTHORIZATION=mpp_credential(header, preimage.upper())
+    )
+    assert again.status_code == 200
+    assert Invoice.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"expires": "2099-01-01T00:00:00Z"}, "unknown_challenge"),  # altered echo
+        ({"id": "forged"}, "unknown_challenge"),
+        ({"method": "tempo"}, "unsupported_payment_method"),
+    ],
+)
+def test_an_altered_payment_credential_gets_a_fresh_challenge(client, change, reason):
+    response = client.get("/api/l402/demo")
+    header = response["WWW-Authenticate"]
+    preimage = pay(mpp_request(header)["methodDetails"]["invoice"])
+    refused = client.get(
+        "/api/l402/demo", HTTP_AUTHORIZATION=mpp_credential(header, preimage, **change)
+    )
+    rechallenged(refused, reason)
+
+
+def test_a_payment_credential_for_something_else_or_unpaid_or_expired_is_not_enough(client):
+    header = client.get("/api/l402/demo")["WWW-Authenticate"]
+    preimage = pay(mpp_request(header)["methodDetails"]["invoice"])
+    elsewhere = client.get(
+        "/api/l402/premium-data", HTTP_AUTHORIZATION=mpp_credential(header, preimage)
+    )
+    assert "'demo'" in rechallenged(elsewhere, "token_out_of_scope")
+    assert elsewhere.json()["amountSats"] == 100
+
+    unpaid = client.get("/api/l402/demo")["WWW-Authenticate"]
+    guessed = client.get(
+        "/api/l402/demo", HTTP_AUTHORIZATION=mpp_credential(unpaid, secrets.token_hex(32))
+    )
+    rechallenged(guessed, "invalid_preimage")
+
+    with override_settings(L402_TOKEN_TTL_SECONDS=0):
+        short = client.get("/api/l402/demo")["WWW-Authenticate"]
+    late = pay(mpp_request(short)["methodDetails"]["invoice"])
+    expired = client.get("/api/l402/demo", HTTP_AUTHORIZATION=mpp_credential(short, late))
+    rechallenged(expired, "token_expired")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Payment",
+        "Payment !!!",
+        "Payment " + base64.urlsafe_b64encode(b"[1, 2]").decode(),
+        "Payment " + base64.urlsafe_b64encode(b'{"challenge": {}, "payload": {}}').decode(),
+    ],
+)
+def test_a_malformed_payment_credential_is_a_401(client, value):
+    response = client.get("/api/l402/demo", HTTP_AUTHORIZATION=value)
+    assert "malformed" in problem(response, 401, "malformed_credential")
+
+
+def test_a_bundles_payment_credential_opens_its_items(client, shop):
+    _, key = shop
+    for slug, price in (("beta", 4), ("gamma", 5)):
+        publish(client, key, slug, price)
+    offered = client.post(
+        "/api/l402/content/bundle", {"slugs": ["beta", "gamma"]}, "application/json"
+    )
+    header = offered["WWW-Authenticate"]
+    token = mpp_credential(header, pay(mpp_request(header)["methodDetails"]["invoice"]))
+    both = client.post(
+        "/api/l402/content/bundle",
+        {"slugs": ["beta", "gamma"]},
+        "application/json",
+        HTTP_AUTHORIZATION=token,
+    )
+    assert both.status_code == 200 and len(both.json()["items"]) == 2
+    assert client.get("/api/l402/content/gamma", HTTP_AUTHORIZATION=token).status_code == 200
+
+
+def test_the_paid_ping_and_the_downloads_stats(client, shop):
+    merchant, key = shop
+    header = client.get("/l402/test/ping")["WWW-Authenticate"]
+    request = mpp_request(header)
+    assert request["amount"] == "1"
+    pong = client.get(
+        "/l402/test/ping",
+        HTTP_AUTHORIZATION=mpp_credential(header, pay(request["methodDetails"]["invoice"])),
+    )
+    assert pong.status_code == 200 and pong.json()["pong"] is True
+
+    for slug, price in (("alpha", 3), ("beta", 4), ("gamma", 5)):
+        publish(client, key, slug, price)
+    single = challenge_of(client.get("/api/l402/content/alpha"))
+    pay(single["invoice"])
+    bundle = challenge_of(
+        client.post("/api/l402/content/bundle", {"slugs": ["alpha", "beta"]}, "application/json")
+    )
+    pay(bundle["invoice"])
+    challenge_of(client.get("/api/l402/content/gamma"))  # offered, never paid
+    for invoice in Invoice.objects.all():
+        lightning.refresh_from_node(invoice)  # what the watcher does
+
+    stats = client.get("/api/stats/downloads", **key).json()
+    rows = {row["slug"]: row for row in stats["items"]}
+    assert rows["alpha"]["downloads"] == 2 and rows["alpha"]["soldAlone"] == 1
+    assert rows["alpha"]["soldInBundles"] == 1 and rows["alpha"]["revenueSats"] == 3
+    assert rows["beta"]["downloads"] == 1 and rows["gamma"]["downloads"] == 0
+    assert stats["bundles"] == {"sold": 1, "revenueSats": 7}
+    assert stats["totalDownloads"] == 3 and stats["revenueSats"] == 10
+    _, other_key = create_merchant("Other")
+    assert client.get("/api/stats/downloads", HTTP_X_API_KEY=other_key).json()["items"] == []

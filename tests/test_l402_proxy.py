@@ -5,16 +5,16 @@ unreachable), SSRF, endpoint pricing, manifests, and one-time request keys."""
 import json
 import socket
 import threading
-from decimal import Decimal
 
+import bolt11
 import pytest
 from django.db import connection
 from django.test import Client
 
 from checkout.models import ApiKey
 from checkout.services import create_merchant, issue_api_key
-from l402 import services
 from l402.models import OneTimeKey, Proxy
+from l402.services import proxies
 from lightning import services as lightning
 from lightning.backends import get_backend
 from lightning.models import Invoice
@@ -107,17 +107,17 @@ def test_an_edit_does_not_undo_what_another_request_changed_meanwhile(client, sh
     url = f"/api/proxy/{proxy['proxyId']}"
     # Each request loaded the proxy before the other one wrote.
     editing, retiring = (Proxy.objects.get(proxy_id=proxy["proxyId"]) for _ in range(2))
-    services.unpublish_proxy(retiring, "moved")
-    services.update_proxy(editing, name="Renamed", auth_value="rotated")
+    proxies.unpublish_proxy(retiring, "moved")
+    proxies.update_proxy(editing, name="Renamed", auth_value="rotated")
     fresh = client.get(url, **key).json()
     assert fresh["name"] == "Renamed" and fresh["hasAuthValue"] is True
     assert fresh["retired"] is True and fresh["isActive"] is False  # not undone
     assert fresh["retiredReason"] == "moved"
 
     pricing, timing = (Proxy.objects.get(proxy_id=proxy["proxyId"]) for _ in range(2))
-    services.update_proxy(pricing, default_price_sats=5)
-    services.update_manifest_settings(timing, service_description="Forecasts by city")
-    services.update_proxy(timing, timeout_seconds=3)
+    proxies.update_proxy(pricing, default_price_sats=5)
+    proxies.update_manifest_settings(timing, service_description="Forecasts by city")
+    proxies.update_proxy(timing, timeout_seconds=3)
     fresh = client.get(url, **key).json()
     assert fresh["defaultPriceSats"] == 5 and fresh["timeout"] == 3
     assert fresh["serviceDescription"] == "Forecasts by city"
@@ -354,19 +354,24 @@ def test_tokens_are_scoped_to_their_proxy_and_priced_endpoint(client, shop, upst
     )
     assert added.status_code == 201, added.content
     default_token, _ = paid_token(client, f"{base}/other")
+    # A token that does not cover the request gets the request's own challenge (clients
+    # pay on a 402), with the reason in the body.
     refused = client.get(f"{base}/forecast/paris", HTTP_AUTHORIZATION=default_token)
-    assert refused.status_code == 401 and "needs its own token" in refused.json()["detail"]
+    assert refused.status_code == 402 and "needs its own token" in refused.json()["detail"]
+    assert refused.json()["reason"] == "token_out_of_scope"
+    assert refused.json()["amountSats"] == 50
 
     endpoint_token, challenge = paid_token(client, f"{base}/forecast/paris")
     assert challenge["amountSats"] == 50
     assert echo(client.get(f"{base}/forecast/rome", HTTP_AUTHORIZATION=endpoint_token))
     wrong_route = client.get(f"{base}/other", HTTP_AUTHORIZATION=endpoint_token)
-    assert wrong_route.status_code == 401 and "forecast" in wrong_route.json()["detail"]
+    assert wrong_route.status_code == 402 and "forecast" in wrong_route.json()["detail"]
 
     other = make_proxy(client, key, upstream.url, name="Other API")
     elsewhere = client.get(f"/l402/proxy/{other['proxyId']}/x", HTTP_AUTHORIZATION=default_token)
-    assert elsewhere.status_code == 401
+    assert elsewhere.status_code == 402
     assert proxy["proxyId"] in elsewhere.json()["detail"]
+    assert not [seen for seen in upstream.seen if seen.path.endswith("/x")]
 
 
 def test_a_retired_proxy_answers_410_and_leaves_the_registry(client, shop, proxy):
@@ -483,7 +488,7 @@ def test_a_one_time_key_runs_exactly_the_request_it_was_bought_for(client, shop,
     bought = buy_key(client, proxy)
     assert bought["apikey"].startswith("otk_")
     assert bought["value"] == 21_000
-    assert Decimal(bought["price"]) == Decimal("0.021")  # 21 sats at 100000 USD/BTC
+    assert bought["price"] == 0.021  # 21 sats at 100000 USD/BTC: a number, as in Blocktap
     url = f"/l402/proxy/{proxy['proxyId']}/search"
 
     def use(body='{"q": 1}', path=url, key=bought["apikey"]):
@@ -509,6 +514,89 @@ def test_a_one_time_key_runs_exactly_the_request_it_was_bought_for(client, shop,
     (row,) = stats["byProxy"]
     assert row["proxyId"] == proxy["proxyId"]
     assert row["oneTimeKeysPaid"] == 1 and row["revenueSats"] == 21
+
+
+BLOCKTAP_QUERY = {
+    "query": "query market($exchangeSymbol: String!) { market(exchangeSymbol: $exchangeSymbol, "
+    'baseSymbol: "BTC", quoteSymbol: "USD") { marketSymbol } }',
+    "operation": "market",
+    "variables": {"exchangeSymbol": "Binance"},
+}
+
+
+def test_a_graphql_proxy_sells_blocktaps_one_time_keys(client, shop, upstream):
+    """The seed's flow, byte for byte: POST /api/invoice below the proxy with the GraphQL
+    body, pay, POST /graphql with the same body and the key: forwarded once."""
+    graph = make_proxy(client, shop[1], upstream.url + "/v1", graphql=True, defaultPriceSats=3)
+    assert graph["graphql"] is True
+    base = f"/l402/proxy/{graph['proxyId']}"
+    body = json.dumps(BLOCKTAP_QUERY)
+    invoice = client.post(f"{base}/api/invoice", data=body, content_type="application/json")
+    assert invoice.status_code == 200, invoice.content
+    sold = invoice.json()
+    assert set(sold) == {"price", "value", "paymentRequest", "apikey"}
+    assert sold["value"] == 3000 and isinstance(sold["value"], int)
+    assert sold["price"] == 0.003 and bolt11.decode(sold["paymentRequest"]).amount_msat == 3000
+
+    def run(data=body, key=sold["apikey"]):
+        return client.post(
+            f"{base}/graphql", data=data, content_type="application/json", HTTP_X_API_KEY=key
+        )
+
+    assert run().status_code == 402  # not paid yet
+    pay(sold["paymentRequest"])
+    other = json.dumps({**BLOCKTAP_QUERY, "variables": {"exchangeSymbol": "Kraken"}})
+    assert run(data=other).json()["error"] == "body_mismatch"
+    seen = echo(run())
+    assert seen["method"] == "POST" and seen["path"] == "/v1/graphql"
+    assert seen["body"] == body
+    assert run().json()["error"] == "key_spent"
+    assert len(upstream.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ("not json", None),
+        ("[]", "body"),
+        ('{"operation": "market"}', "query"),
+        ('{"query": "no selection set"}', "query"),
+        ('{"query": "query a { x }", "operation": "b"}', "operation"),
+        ('{"query": "{ x }", "variables": [1]}', "variables"),
+    ],
+)
+def test_a_graphql_invoice_needs_a_graphql_request(client, shop, upstream, body, field):
+    graph = make_proxy(client, shop[1], upstream.url, graphql=True)
+    invoices = Invoice.objects.count()
+    response = client.post(
+        f"/l402/proxy/{graph['proxyId']}/api/invoice", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content
+    problem = response.json()
+    if field is None:
+        assert problem["error"] == "malformed_json"
+    else:
+        assert problem["errors"][field] and field in problem["detail"]
+    assert Invoice.objects.count() == invoices
+
+
+def test_api_invoice_below_any_other_proxy_is_just_a_paid_path(client, proxy, upstream):
+    response = client.post(
+        f"/l402/proxy/{proxy['proxyId']}/api/invoice",
+        data=json.dumps(BLOCKTAP_QUERY),
+        content_type="application/json",
+    )
+    assert response.status_code == 402 and response.json()["amountSats"] == 21
+    token = credential(response.json(), pay(response.json()["invoice"]))
+    seen = echo(
+        client.post(
+            f"/l402/proxy/{proxy['proxyId']}/api/invoice",
+            data=json.dumps(BLOCKTAP_QUERY),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=token,
+        )
+    )
+    assert seen["path"] == "/base/api/invoice"
 
 
 def test_only_one_time_keys_are_taken_on_the_proxy(client, shop, proxy, upstream):

@@ -83,7 +83,8 @@ def test_every_spelling_of_a_priced_path_costs_its_price(client, guarded, upstre
     default_token = credential(default, pay(default["invoice"]))
     for spelling in PREMIUM_SPELLINGS:
         refused = client.get(guarded + spelling, HTTP_AUTHORIZATION=default_token)
-        assert refused.status_code == 401, spelling
+        assert refused.status_code == 402, spelling
+        assert refused.json()["amountSats"] == 500, spelling
         assert "needs its own token" in refused.json()["detail"]
     assert upstream.seen == []
 

@@ -292,7 +292,7 @@ def test_a_refund_the_wallet_cannot_cover_is_refused_before_anything_is_made(sho
 
 
 def test_a_paid_l402_purchase_and_a_wallet_payment_are_refunded_by_payment_hash(shop):
-    from l402.services import create_merchant_challenge
+    from l402.services.challenges import create_merchant_challenge
 
     challenge = create_merchant_challenge(shop.merchant, "/reports/1", 300)
     paid_from_outside(challenge.invoice.bolt11)
@@ -480,7 +480,7 @@ def test_staff_refund_a_paid_checkout_from_its_admin_page_and_only_their_own(sho
     assert Refund.objects.count() == 1
     # An L402 purchase's page has the button too, and it refunds the same way.
     from l402.models import L402Challenge
-    from l402.services import create_merchant_challenge
+    from l402.services.challenges import create_merchant_challenge
 
     challenge = create_merchant_challenge(shop.merchant, "/reports/9", 50)
     paid_from_outside(challenge.invoice.bolt11)

@@ -370,7 +370,7 @@ def test_a_payment_hash_used_already_is_a_409(shop):
 
 
 def test_paid_l402_challenges_credit_the_merchants_wallet(shop):
-    from l402.services import create_merchant_challenge
+    from l402.services.challenges import create_merchant_challenge
 
     challenge = create_merchant_challenge(shop.merchant, "/reports/1", 42)
     paid_from_outside(challenge.invoice.bolt11)

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from config.ssrf import Target, UnsafeTarget, check_url
+from config.ssrf import UnsafeTarget, check_url, pinned_connection
 
 EXCERPT_BYTES = 4096
 USER_AGENT = "Zapgate-Webhooks/1"
@@ -34,30 +34,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, target: Target, timeout: float):
-        super().__init__(target.host, target.port, timeout=timeout)
-        self.pinned = target.pinned_address
-
-    def connect(self):
-        self.sock = socket.create_connection((self.pinned, self.port), self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    _context = ssl.create_default_context()
-
-    def __init__(self, target: Target, timeout: float):
-        super().__init__(target.host, target.port, timeout=timeout, context=self._context)
-        self.pinned = target.pinned_address
-
-    def connect(self):
-        sock = socket.create_connection((self.pinned, self.port), self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # SNI and the certificate check use the URL's host name, not the pinned address.
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 def post(url: str, body: bytes, headers: dict, timeout: float, allow_private: bool) -> Outcome:
@@ -94,8 +70,7 @@ def request(
         return outcome(error=f"refused: {exc}")
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    cls = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-    conn = cls(target, timeout)
+    conn = pinned_connection(target, timeout)
     # One deadline for the whole exchange: a receiver that trickles its answer byte by byte
     # gets its socket shut when the time is up.
     deadline = threading.Timer(timeout, _shut, args=(conn,))
