@@ -92,18 +92,12 @@ def download_stats(merchant: Merchant) -> dict:
     often as the buyer likes until it expires, and those reads are not counted (counting
     them would write on every paid read)."""
     paid = L402Challenge.objects.filter(merchant=merchant, invoice__state=Invoice.State.PAID)
-    singles = dict(
-        paid.filter(kind=L402Challenge.Kind.CONTENT)
-        .values_list("resource")
-        .annotate(n=Count("pk"))
-        .values_list("resource", "n")
-    )
-    single_revenue = dict(
-        paid.filter(kind=L402Challenge.Kind.CONTENT)
-        .values_list("resource")
-        .annotate(total=Sum("price_sats"))
-        .values_list("resource", "total")
-    )
+    singles = {
+        row["resource"]: (row["n"], row["total"])
+        for row in paid.filter(kind=L402Challenge.Kind.CONTENT)
+        .values("resource")
+        .annotate(n=Count("pk"), total=Sum("price_sats"))
+    }
     in_bundles: dict[str, int] = {}
     bundles = paid.filter(kind=L402Challenge.Kind.BUNDLE).only("caveats", "price_sats")
     bundle_count = bundle_revenue = 0
@@ -121,12 +115,13 @@ def download_stats(merchant: Merchant) -> dict:
             "title": item.title,
             "priceSats": item.price_sats,
             "published": item.is_published,
-            "downloads": singles.get(f"content/{item.slug}", 0) + in_bundles.get(item.slug, 0),
-            "soldAlone": singles.get(f"content/{item.slug}", 0),
+            "downloads": alone[0] + in_bundles.get(item.slug, 0),
+            "soldAlone": alone[0],
             "soldInBundles": in_bundles.get(item.slug, 0),
-            "revenueSats": single_revenue.get(f"content/{item.slug}") or 0,
+            "revenueSats": alone[1],
         }
         for item in PaidContent.objects.filter(merchant=merchant).order_by("slug")
+        for alone in [singles.get(f"content/{item.slug}", (0, 0))]
     ]
     items.sort(key=lambda row: (-row["downloads"], row["slug"]))
     return {
