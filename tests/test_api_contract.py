@@ -20,8 +20,9 @@ from schemathesis's defaults, the reason is written next to it:
   test_checkout_api, test_webhooks_api, test_agents_ownership...).
 
 Bounded so that it stays well under a few minutes on two busy cores: a few examples per
-operation, short workflows, and a fixed seed with derandomized generation and no cache of
-earlier runs, so that a run is reproducible and cannot flake (the same requests every time).
+operation (MAX_EXAMPLES), few and short workflows (WORKFLOWS, STATEFUL_STEPS), and a fixed
+seed with derandomized generation and no cache of earlier runs, so that a run is
+reproducible and cannot flake (the same requests every time).
 
 The document is generated in this process at collection time (schemathesis makes one test
 per operation when the module is collected, before any fixture could start a server; its
@@ -56,7 +57,14 @@ from .processes import ROOT, child_env, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
-MAX_EXAMPLES = 10
+# schemathesis's max-examples per operation: a few, every check runs on each (the coverage
+# phase's cases come on top). The per-operation tests are most of the module's time.
+MAX_EXAMPLES = 4
+# The stateful phase: how many workflows, of how many calls. It takes seconds, so it keeps
+# its own budget: its derandomized workflows depend on these, and a smaller budget makes
+# other ones, not merely fewer.
+WORKFLOWS = 10
+STATEFUL_STEPS = 5
 SEED = 20261130
 # The seeded merchant's admin key, made with this value so that schemathesis knows it as the
 # document's `ApiKey` scheme (it leaves it out where it tests what a missing key gets).
@@ -335,8 +343,8 @@ def test_workflows_across_operations_do_what_the_document_says(live_api, demo_me
 
     Workflow.run(
         settings=settings(
-            max_examples=MAX_EXAMPLES,
-            stateful_step_count=5,
+            max_examples=WORKFLOWS,
+            stateful_step_count=STATEFUL_STEPS,
             deadline=None,
             database=None,
             derandomize=True,

@@ -4,52 +4,31 @@ The app is served by pytest-django's live server; there is no Celery worker here
 test pays, it applies the node's settlement in-process, as the watcher would.
 """
 
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from checkout.models import CheckoutInvoice, Merchant, Product
 from lightning import services
 from lightning.backends import get_backend
 from lightning.models import DevNodeInvoice
 
+from .browser_support import DESKTOP, PHONE, chromium
+from .browser_support import screenshot as save_screenshot
 from .processes import wait_for
 from .test_checkout_page_status import expire, make_checkout, pay
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless=new",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-DESKTOP = {"width": 1280, "height": 900}
-MOBILE = {"width": 375, "height": 740}
-SCREENSHOTS = os.environ.get("CHECKOUT_SCREENSHOTS")  # a folder: save page screenshots there
+# The phone's width is called MOBILE here (the name other page tests import).
+MOBILE = PHONE
 
 
 @pytest.fixture(scope="module")
 def browser(django_db_setup):
-    # Missing browser or decoder is a failure, not a skip: CI installs both.
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium"
-    assert shutil.which("zbarimg"), "zbarimg is needed: apt-get install zbar-tools"
-    # Playwright's sync API keeps an event loop in this thread, so Django takes the ORM
-    # calls the tests make between page actions for async code; they are plain sync code.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            yield browser
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
@@ -71,12 +50,11 @@ def open_checkout(page, live_server, checkout):
 
 
 def screenshot(page, name):
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        for label, viewport in (("desktop", DESKTOP), ("mobile", MOBILE)):
-            page.set_viewport_size(viewport)
-            page.screenshot(path=f"{SCREENSHOTS}/{name}-{label}.png", full_page=True)
-        page.set_viewport_size(DESKTOP)
+    """Save the page at a desktop's and a phone's width (tests/browser_support.py: where)."""
+    for viewport in (DESKTOP, PHONE):
+        page.set_viewport_size(viewport)
+        save_screenshot(page, f"checkout-{name}")
+    page.set_viewport_size(DESKTOP)
 
 
 def test_qr_code_decodes_to_the_lightning_uri_of_the_invoice(page, live_server, tmp_path):

@@ -18,9 +18,9 @@ import httpx
 import pytest
 import websockets
 
+from .browser_support import CHROMIUM, CHROMIUM_ARGS
 from .page_push import time_to_paid
 from .processes import Stack, free_port
-from .test_checkout_page import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
@@ -240,25 +240,23 @@ def sockets_are_bounded_per_client_address_and_a_closed_one_frees_its_place(stac
     assert code == 403 and body["status"] == "unpaid"
 
 
-def test_the_hosted_page_socket(stack):
-    """Status on opening, then paid, then closed; at once for a socket opened after the
+def test_the_lnbits_socket_and_the_hosted_page_socket(stack):
+    """LNbits' socket by key: balance and details of each settled incoming payment, and what
+    was missed with `since`; by payment hash: the final status, before and after; a key
+    revoked while its socket is open closes it; bad ids refused. The hosted page's socket:
+    status on opening, then paid, then closed; at once for a socket opened after the
     payment; refused for an unknown checkout; bounded per client address. (One stack for
-    all: starting one takes seconds.)"""
-    checkout_socket_sends_the_status_then_paid_then_closes(stack)
-    a_socket_opened_after_the_payment_hears_it_at_once(stack)
-    unknown_checkout_socket_is_refused(stack)
-    sockets_are_bounded_per_client_address_and_a_closed_one_frees_its_place(stack)
-
-
-def test_the_lnbits_socket(stack):
-    """By key: balance and details of each settled incoming payment, and what was missed
-    with `since`; by payment hash: the final status, before and after; a key revoked while
-    its socket is open closes it; bad ids refused."""
+    all: starting one takes seconds. The LNbits scenarios come first, so that `since`
+    replays only their own payments.)"""
     lnbits_socket_by_key_sends_balance_and_the_payment_as_the_api_shows_it(stack)
     lnbits_socket_by_payment_hash_before_and_after_it_settles(stack)
     a_reconnecting_key_socket_gets_what_it_missed_with_since(stack)
     a_key_revoked_while_its_socket_is_open_closes_it(stack)
     bad_keys_and_ids_are_refused_at_the_handshake(stack)
+    checkout_socket_sends_the_status_then_paid_then_closes(stack)
+    a_socket_opened_after_the_payment_hears_it_at_once(stack)
+    unknown_checkout_socket_is_refused(stack)
+    sockets_are_bounded_per_client_address_and_a_closed_one_frees_its_place(stack)
 
 
 @pytest.mark.browser

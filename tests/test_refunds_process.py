@@ -32,10 +32,10 @@ def refund_row(refund_id: str) -> Refund:
     return Refund.objects.get(public_id=refund_id)
 
 
-@pytest.mark.parametrize("outcome", ["succeed", "fail"])
-def test_a_refund_in_flight_when_everything_is_killed_ends_as_the_node_says(
-    tmp_path, node: SimNode, outcome
-):
+def test_refunds_in_flight_when_everything_is_killed_end_as_the_node_says(tmp_path, node: SimNode):
+    """Two refunds of one sale paying out when the whole stack is SIGKILLed; while it is
+    down the node finishes one payout and fails the other. (Both outcomes under one stack:
+    starting one takes seconds.)"""
     stack = start_stack(tmp_path, node)
     try:
         fund(stack, node)  # the fee budget
@@ -46,45 +46,64 @@ def test_a_refund_in_flight_when_everything_is_killed_ends_as_the_node_says(
         node.pay(sale.json()["lightningInvoice"])
         total = (FUNDS + SALE) * 1000
         wait_for(lambda: Wallet.objects.filter(balance_msat=total).exists(), 60, "the sale")
-        made = api(
-            stack,
-            "POST",
-            f"/api/checkout/invoices/{sale.json()['invoiceId']}/refunds",
-            json={"amountSats": REFUND},
-        )
-        assert made.status_code == 201, made.text
-        lnurl_withdraw = httpx.get(made.json()["claimUrl"].replace("/refund/", "/lnurlw/")).json()
-        node.add_payment_rule("hold")
-        remote = node.create_remote_invoice(REFUND * 1000, "the buyer's wallet")
-        claimed = httpx.get(
-            lnurl_withdraw["callback"],
-            params={"k1": lnurl_withdraw["k1"], "pr": remote["bolt11"]},
-            timeout=30,
-        )
-        assert claimed.json() == {"status": "OK"}
-        wait_for(lambda: in_flight_on_node(node, remote["payment_hash"]), 60, "the payout")
-        assert refund_row(made.json()["refundId"]).state == "paying"
+        refund_ids, remotes = {}, {}
+        for outcome in ("succeed", "fail"):
+            made = api(
+                stack,
+                "POST",
+                f"/api/checkout/invoices/{sale.json()['invoiceId']}/refunds",
+                json={"amountSats": REFUND},
+            )
+            assert made.status_code == 201, made.text
+            refund_ids[outcome] = made.json()["refundId"]
+            lnurl_withdraw = httpx.get(
+                made.json()["claimUrl"].replace("/refund/", "/lnurlw/")
+            ).json()
+            remote = remotes[outcome] = node.create_remote_invoice(
+                REFUND * 1000, f"the buyer's wallet ({outcome})"
+            )
+            node.add_payment_rule("hold", payment_hash=remote["payment_hash"])
+            claimed = httpx.get(
+                lnurl_withdraw["callback"],
+                params={"k1": lnurl_withdraw["k1"], "pr": remote["bolt11"]},
+                timeout=30,
+            )
+            assert claimed.json() == {"status": "OK"}
+            wait_for(lambda r=remote: in_flight_on_node(node, r["payment_hash"]), 60, "the payout")
+            assert refund_row(refund_ids[outcome]).state == "paying"
 
         stack.kill()  # web, worker and beat at once, mid-payout
-        released = node.release_payment(remote["payment_hash"], succeed=outcome == "succeed")
+        released = {
+            outcome: node.release_payment(remote["payment_hash"], succeed=outcome == "succeed")
+            for outcome, remote in remotes.items()
+        }
         stack.start()
 
-        final = "completed" if outcome == "succeed" else "claimable"
-        refund_id = made.json()["refundId"]
-        wait_for(lambda: refund_row(refund_id).state == final, 90, f"the refund to be {final}")
-        refund = refund_row(refund_id)
-        payments = list(Payment.objects.filter(direction="out"))
-        assert len(payments) == 1  # one payout, never sent twice
-        assert node.payment(remote["payment_hash"])["status"] == (
-            "SUCCEEDED" if outcome == "succeed" else "FAILED"
-        )
-        shown = api(stack, "GET", f"/api/refunds/{refund_id}").json()
-        if outcome == "succeed":
-            assert refund.payout.preimage == released["preimage"] == shown["payoutPreimage"]
-            assert balance_msat() == total - REFUND * 1000 - payments[0].fee_msat
-        else:
-            # Not paid, and it says so: the buyer's link is open again with the reason.
-            assert "not paid" in shown["failureReason"] and shown["lnurl"]
-            assert balance_msat() == total
+        finals = {"succeed": "completed", "fail": "claimable"}
+        for outcome, final in finals.items():
+            wait_for(
+                lambda i=refund_ids[outcome], final=final: refund_row(i).state == final,
+                90,
+                f"the refund to be {final}",
+            )
+        outgoing = list(Payment.objects.filter(direction="out"))
+        payments = {p.payment_hash: p for p in outgoing}
+        # One payout per refund, never sent twice.
+        assert len(outgoing) == 2
+        assert set(payments) == {remote["payment_hash"] for remote in remotes.values()}
+        for outcome, remote in remotes.items():
+            assert node.payment(remote["payment_hash"])["status"] == (
+                "SUCCEEDED" if outcome == "succeed" else "FAILED"
+            )
+        completed = refund_row(refund_ids["succeed"])
+        shown = api(stack, "GET", f"/api/refunds/{refund_ids['succeed']}").json()
+        preimage = released["succeed"]["preimage"]
+        assert completed.payout.preimage == preimage == shown["payoutPreimage"]
+        # Not paid, and it says so: the buyer's link is open again with the reason.
+        shown = api(stack, "GET", f"/api/refunds/{refund_ids['fail']}").json()
+        assert "not paid" in shown["failureReason"] and shown["lnurl"]
+        # The completed refund cost its amount and fee once; the failed one nothing.
+        fee = payments[remotes["succeed"]["payment_hash"]].fee_msat
+        assert balance_msat() == total - REFUND * 1000 - fee
     finally:
         stack.stop()

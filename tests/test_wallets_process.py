@@ -90,45 +90,67 @@ def outgoing() -> Payment:
     return Payment.objects.get(direction=Payment.Direction.OUT)
 
 
-@pytest.mark.parametrize("outcome", ["succeed", "fail"])
-def test_a_payment_in_flight_when_everything_is_killed_ends_as_the_node_says(
-    tmp_path, node, outcome
-):
+def test_payments_in_flight_when_everything_is_killed_end_as_the_node_says(tmp_path, node):
+    """Two payments in flight when the whole stack is SIGKILLed; while it is down the node
+    finishes one and fails the other. Each must end as the node says: the one debited once,
+    the other released. (Both outcomes under one stack: starting one takes seconds.)"""
     stack = start_stack(tmp_path, node)
     try:
         fund(stack, node)
-        node.add_payment_rule("hold")
-        remote = node.create_remote_invoice(PAY * 1000, "killed mid-payment")
-        payer = Payer(stack, remote["bolt11"])
-        payer.start()
-        wait_for(lambda: in_flight_on_node(node, remote["payment_hash"]), 60, "the node to take it")
-        reserved = outgoing()
-        assert reserved.status == "pending"
-        assert balance_msat() == FUNDS * 1000 - PAY * 1000 - reserved.fee_limit_msat
+        remotes, payers = {}, {}
+        for outcome in ("succeed", "fail"):
+            remote = remotes[outcome] = node.create_remote_invoice(PAY * 1000, f"killed {outcome}")
+            node.add_payment_rule("hold", payment_hash=remote["payment_hash"])
+            payers[outcome] = Payer(stack, remote["bolt11"])
+            payers[outcome].start()
+        for remote in remotes.values():
+            wait_for(
+                lambda r=remote: in_flight_on_node(node, r["payment_hash"]),
+                60,
+                "the node to take it",
+            )
+        reserved = {
+            outcome: Payment.objects.get(payment_hash=remote["payment_hash"])
+            for outcome, remote in remotes.items()
+        }
+        assert {p.status for p in reserved.values()} == {"pending"}
+        assert balance_msat() == FUNDS * 1000 - sum(
+            PAY * 1000 + p.fee_limit_msat for p in reserved.values()
+        )
 
         stack.kill()  # web, worker and beat at once, mid-payment
-        payer.join(30)
-        released = node.release_payment(remote["payment_hash"], succeed=outcome == "succeed")
+        for payer in payers.values():
+            payer.join(30)
+        released = {
+            outcome: node.release_payment(remote["payment_hash"], succeed=outcome == "succeed")
+            for outcome, remote in remotes.items()
+        }
         stack.start()
 
-        final = "success" if outcome == "succeed" else "failed"
-        wait_for(lambda: outgoing().status == final, 60, f"the payment to end {final}")
-        payment = outgoing()
-        kinds = list(payment.entries.values_list("kind", flat=True))
-        if outcome == "succeed":
-            assert payment.preimage == released["preimage"]
-            assert payment.fee_msat == released["fee_msat"] > 0
-            assert balance_msat() == FUNDS * 1000 - PAY * 1000 - payment.fee_msat
-            assert kinds == ["reserve", "settle"]
-        else:
-            assert balance_msat() == FUNDS * 1000
-            assert kinds == ["reserve", "release"]
-        # Found with TrackPaymentV2, never sent again: the node saw one attempt.
-        assert node.payment(remote["payment_hash"])["status"] == (
-            "SUCCEEDED" if outcome == "succeed" else "FAILED"
-        )
-        shown = api(stack, "GET", f"/api/v1/payments/{payment.payment_hash}").json()
-        assert shown["details"]["status"] == final
+        finals = {"succeed": "success", "fail": "failed"}
+        for outcome, final in finals.items():
+            pk = reserved[outcome].pk
+            wait_for(
+                lambda pk=pk, final=final: Payment.objects.get(pk=pk).status == final,
+                60,
+                f"the payment to end {final}",
+            )
+        paid = Payment.objects.get(pk=reserved["succeed"].pk)
+        failed = Payment.objects.get(pk=reserved["fail"].pk)
+        assert paid.preimage == released["succeed"]["preimage"]
+        assert paid.fee_msat == released["succeed"]["fee_msat"] > 0
+        assert list(paid.entries.values_list("kind", flat=True)) == ["reserve", "settle"]
+        assert list(failed.entries.values_list("kind", flat=True)) == ["reserve", "release"]
+        # The failed one released all it reserved; the other cost its amount and fee once.
+        assert balance_msat() == FUNDS * 1000 - PAY * 1000 - paid.fee_msat
+        for outcome, payment in (("succeed", paid), ("fail", failed)):
+            # Found with TrackPaymentV2, never sent again: the node saw one attempt.
+            assert node.payment(payment.payment_hash)["status"] == (
+                "SUCCEEDED" if outcome == "succeed" else "FAILED"
+            )
+            shown = api(stack, "GET", f"/api/v1/payments/{payment.payment_hash}").json()
+            assert shown["details"]["status"] == finals[outcome]
+        assert Payment.objects.filter(direction=Payment.Direction.OUT).count() == 2
     finally:
         stack.stop()
 
