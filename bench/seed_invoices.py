@@ -73,11 +73,32 @@ class Writer:
     def columns(self, model, names):
         return [model._meta.get_field(name).column for name in names]
 
+    def defaults(self, model, names) -> tuple[list[str], tuple]:
+        """The columns `names` leaves out that cannot be NULL, with their model defaults
+        (columns added since this script was written keep it working)."""
+        columns, values = [], []
+        for field in model._meta.concrete_fields:
+            if field.name in names or field.primary_key or field.null:
+                continue
+            if not field.has_default() and not field.empty_strings_allowed:
+                continue
+            value = field.get_default()
+            if isinstance(value, dict | list):
+                value = json.dumps(value)
+            elif isinstance(value, bool) and self.vendor == "sqlite":
+                value = int(value)
+            columns.append(field.column)
+            values.append(value)
+        return columns, tuple(values)
+
     def insert(self, model, names, rows):
         if not rows:
             return
         table = model._meta.db_table
-        columns = self.columns(model, names)
+        extra_columns, extra_values = self.defaults(model, names)
+        columns = self.columns(model, names) + extra_columns
+        if extra_values:
+            rows = [tuple(row) + extra_values for row in rows]
         if self.vendor == "postgresql":
             with self.raw.cursor() as cursor:
                 quoted = ", ".join(f'"{c}"' for c in columns)

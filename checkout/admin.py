@@ -18,6 +18,8 @@ from .services import issue_api_key, remove_product, revoke_api_key
 admin.site.site_header = "Zapgate"
 admin.site.site_title = "Zapgate admin"
 admin.site.index_title = "Merchant admin"
+# "View site" of a merchant's staff: their merchant site.
+admin.site.site_url = "/dashboard/"
 
 
 def request_merchant(request) -> Merchant | None:

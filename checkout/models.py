@@ -3,6 +3,7 @@
 import secrets
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -20,11 +21,43 @@ def _product_id():
     return public_id("prod")
 
 
+brand_colour_validator = RegexValidator(
+    r"^#[0-9a-fA-F]{6}$", "A brand colour is a hex colour such as #f7931a."
+)
+
+
 class Merchant(models.Model):
+    """A shop. Its settings (set on the merchant site) brand its buyer pages and say what
+    it is told: `name` is the store name buyers see."""
+
     public_id = models.CharField(max_length=40, unique=True, default=_merchant_id, editable=False)
     name = models.CharField(max_length=200)
-    email = models.EmailField(blank=True)
+    email = models.EmailField(blank=True, help_text="Where the gateway writes to the merchant.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Each setting has a database default too: rows written by code that predates these
+    # columns (a rolling deploy, an earlier migration's historical model) still insert.
+    logo_url = models.URLField(blank=True, max_length=2000, default="", db_default="")
+    brand_colour = models.CharField(
+        max_length=7, blank=True, validators=[brand_colour_validator], default="", db_default=""
+    )
+    website_url = models.URLField(
+        blank=True,
+        max_length=2000,
+        default="",
+        db_default="",
+        help_text="The shop; buyers are sent back here.",
+    )
+    support_email = models.EmailField(
+        blank=True, default="", db_default="", help_text="Shown to buyers on receipts."
+    )
+    default_currency = models.CharField(max_length=3, default="SAT", db_default="SAT")
+    default_expiry_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long a new checkout stays payable."
+    )
+    # Notification rules: an email to `email` on each sale, and a daily summary.
+    notify_each_sale = models.BooleanField(default=False, db_default=False)
+    notify_daily_summary = models.BooleanField(default=False, db_default=False)
+    daily_summary_sent_on = models.DateField(null=True, blank=True)
 
     def __str__(self):
         return self.name

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import pages
+from . import links, pages
 
 urlpatterns = [
     path("checkout/<str:invoice_id>", pages.checkout_page, name="checkout-page"),
@@ -11,6 +11,7 @@ urlpatterns = [
         pages.CheckoutStatusView.as_view(),
         name="checkout-status",
     ),
+    path("pay/<str:product_id>", links.open_payment_link, name="payment-link"),
     path("privacy", pages.privacy, name="privacy"),
     path("terms", pages.terms, name="terms"),
 ]

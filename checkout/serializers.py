@@ -116,6 +116,10 @@ class ProductSerializer(StrictJsonTypes, RejectUnknownFields, serializers.ModelS
     active = serializers.BooleanField(
         required=False, help_text="Inactive products cannot be bought."
     )
+    paymentLink = serializers.SerializerMethodField(
+        help_text="A public GET URL that opens a fresh checkout of this product (for an "
+        "email, a post or a button); null while the product is inactive."
+    )
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
@@ -129,9 +133,16 @@ class ProductSerializer(StrictJsonTypes, RejectUnknownFields, serializers.ModelS
             "currency",
             "imageUrl",
             "active",
+            "paymentLink",
             "createdAt",
             "updatedAt",
         ]
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_paymentLink(self, product) -> str | None:
+        from .links import payment_link  # links -> pages -> these serializers
+
+        return payment_link(product)
 
     def validate(self, attrs):
         attrs = super().validate(attrs)

@@ -243,7 +243,9 @@ def _create_checkout(
         return lightning_services.create_invoice(
             quote.sats * 1000,
             _memo(description),
-            terms.get("expires_in_seconds", DEFAULT_EXPIRY_SECONDS),
+            terms.get(
+                "expires_in_seconds", merchant.default_expiry_seconds or DEFAULT_EXPIRY_SECONDS
+            ),
             purpose=PURPOSE,
             then=record,
         )

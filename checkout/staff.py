@@ -1,5 +1,7 @@
 """Merchant staff: Django users who administer one merchant in the admin site."""
 
+import secrets
+
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.management import create_permissions
@@ -59,3 +61,27 @@ def create_merchant_user(username: str, merchant: Merchant, password: str, email
     MerchantUser.objects.create(user=user, merchant=merchant)
     user.groups.add(ensure_merchant_staff_group())
     return user
+
+
+DEMO_STAFF_USERNAME = "demo"
+
+
+@transaction.atomic
+def seed_demo_staff(merchant: Merchant) -> tuple[str, str]:
+    """The demo merchant's staff login for the merchant site, with a fresh random password
+    (passwords are stored hashed, so each `make run` sets and prints a new one, as it does
+    the demo key). Returns (username, password)."""
+    password = secrets.token_urlsafe(12)
+    user = get_user_model().objects.filter(username=DEMO_STAFF_USERNAME).first()
+    if user is None:
+        create_merchant_user(DEMO_STAFF_USERNAME, merchant, password)
+    else:
+        link = MerchantUser.objects.filter(user=user).first()
+        if link is None or link.merchant_id != merchant.pk:
+            raise ValueError(
+                f"The user {DEMO_STAFF_USERNAME!r} exists and is not the demo merchant's staff."
+            )
+        user.set_password(password)
+        user.is_active = True
+        user.save(update_fields=["password", "is_active"])
+    return DEMO_STAFF_USERNAME, password

@@ -1,4 +1,5 @@
-"""Content-Security-Policy of the admin and of /docs, as the buyer's pages have theirs.
+"""Content-Security-Policy of the admin, the merchant site and /docs, as the buyer's pages
+have theirs.
 
 The buyer's pages (checkout/pages.py, shopify_bridge/pages.py) set their own policy on each
 response; the admin and the API docs are third-party templates, so this middleware sets
@@ -33,6 +34,11 @@ def _policy(**directives: str) -> str:
 # Django's admin writes style="" attributes and, on some lists, a <style> element; its
 # scripts are all files. Its related-object popups are windows, not frames.
 ADMIN_POLICY = _policy(style_src="'self' 'unsafe-inline'", frame_ancestors="'none'")
+# The merchant site (dashboard/): our own files only; product images and logos may be on
+# the merchant's https host.
+DASHBOARD_POLICY = _policy(
+    style_src="'self'", img_src="'self' https: data:", frame_ancestors="'none'"
+)
 
 
 @lru_cache(maxsize=1)
@@ -64,6 +70,8 @@ class ContentSecurityPolicy:
         response = self.get_response(request)
         if request.path.startswith("/admin/"):
             response.headers.setdefault("Content-Security-Policy", ADMIN_POLICY)
+        elif request.path.startswith("/dashboard/"):
+            response.headers.setdefault("Content-Security-Policy", DASHBOARD_POLICY)
         elif request.path == "/docs":
             response.headers.setdefault("Content-Security-Policy", docs_policy())
         return response

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
     "refunds",
     "orders",
     "merchants",
+    "dashboard",
+    "notifications",
     "realtime",
     "axes",
 ]
@@ -180,6 +182,17 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The buyer's pages (checkout, Shopify pay and claim) speak these; the API and the admin stay
+# English (no LocaleMiddleware: checkout.pages.buyer_page switches per view). Catalogs are in
+# locale/ (compiled .mo files are committed; tests/test_buyer_pages.py checks they match).
+LANGUAGES = [
+    ("en", "English"),
+    ("de", "German"),
+    ("es", "Spanish"),
+    ("fr", "French"),
+    ("pt", "Portuguese"),
+]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"
@@ -500,6 +513,20 @@ ORDERS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
 }
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["OrderStatusEnum"] = "orders.models.Order.Status"
 # --- end orders settings
+# --- notifications settings (owned by the notifications app) -----------------------------
+# The daily summary (yesterday's sales) goes out at the first beat after this hour (UTC).
+NOTIFY_DAILY_SUMMARY_HOUR_UTC = env.int("NOTIFY_DAILY_SUMMARY_HOUR_UTC", default=7)
+NOTIFICATIONS_CELERY_BEAT_SCHEDULE = {  # merged into CELERY_BEAT_SCHEDULE below
+    "notifications-send-due-sale-notices": {
+        "task": "notifications.tasks.send_due_sale_notices",
+        "schedule": 60.0,
+    },
+    "notifications-send-daily-summaries": {
+        "task": "notifications.tasks.send_daily_summaries",
+        "schedule": 900.0,
+    },
+}
+# --- end notifications settings
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile-invoices": {
@@ -521,4 +548,5 @@ CELERY_BEAT_SCHEDULE = {
     **WALLETS_CELERY_BEAT_SCHEDULE,
     **REFUNDS_CELERY_BEAT_SCHEDULE,
     **ORDERS_CELERY_BEAT_SCHEDULE,
+    **NOTIFICATIONS_CELERY_BEAT_SCHEDULE,
 }

@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("refunds.urls")),
     path("", include("orders.urls")),
     path("", include("merchants.urls")),
+    path("dashboard/", include("dashboard.urls")),
     path("admin/", admin.site.urls),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
     path("docs", DocsView.as_view(url_name="openapi"), name="docs"),

@@ -53,7 +53,9 @@ def manage(*args: str) -> str:
 
 def main() -> int:
     manage("migrate", "--noinput")
-    demo_key = manage("seed_demo").strip().splitlines()[-1]
+    seeded = manage("seed_demo").strip().splitlines()
+    demo_key = seeded[-1]
+    _, username, password = next(line for line in seeded if line.startswith("login ")).split()
     # Before the processes start: they would race to create the embedded broker's queue.
     manage("declare_queues")
     commands = {
@@ -92,7 +94,11 @@ def main() -> int:
         f"\nZapgate is running (dev node, SQLite, embedded broker).\n"
         f"  Health:    {base}/api/health\n"
         f"  API docs:  {base}/docs\n"
-        f"  Admin:     {base}/admin/  (login: .venv/bin/python manage.py createsuperuser)\n"
+        f"  Merchant site of the demo shop: {base}/dashboard/\n"
+        f"    user name: {username}\n"
+        f"    password:  {password}  (new at each start)\n"
+        f"  Operator admin: {base}/admin/  (make a superuser: .venv/bin/python manage.py "
+        f"createsuperuser)\n"
         f"  Demo merchant admin API key (X-Api-Key), shown once:\n  {demo_key}\n"
         f"Press Ctrl-C to stop.\n",
         flush=True,

@@ -456,9 +456,10 @@ def send_disabled_notices() -> int:
                 "Your webhook endpoint was disabled",
                 f"Zapgate disabled the webhook endpoint {endpoint.url} ({endpoint.public_id}) "
                 f"of {endpoint.merchant.name}: {endpoint.disabled_reason}\n\n"
-                "Fix the receiver, then enable the endpoint again in the admin or with "
-                f'PATCH /api/webhooks/{endpoint.public_id} {{"enabled": true}}. Failed '
-                "deliveries can be sent again with the redeliver action.",
+                "Fix the receiver, then enable the endpoint again on the merchant site "
+                f"({settings.PUBLIC_BASE_URL}/dashboard/webhooks/{endpoint.public_id}) or "
+                f'with PATCH /api/webhooks/{endpoint.public_id} {{"enabled": true}}. Failed '
+                "deliveries can be sent again with their Redeliver button.",
                 None,
                 [endpoint.merchant.email],
             )

@@ -1,31 +1,32 @@
 // The hosted checkout page: live status (pushed over a WebSocket, /ws/checkout/<id>; while
 // the socket is not open, a poll of /checkout/<id>/status every second), countdown, copy
-// button, dev wallet, and "start again" for an expired product checkout.
+// button, dev wallet, "start again" for an expired product checkout, and the receipt once
+// paid (fetched from the page's own URL, ?fragment=receipt, when it turns paid while open).
+// The shared pieces (copy, countdown, images) are in invoice.js; the words the script
+// shows come translated in the page's data (`text`).
 (function () {
   "use strict";
 
+  var shared = window.ZapgateInvoice;
   var data = JSON.parse(document.getElementById("checkout-data").textContent);
+  var text = data.text || {};
   var POLL_MS = 1000;
-  var LABELS = { unpaid: "Waiting for payment", paid: "Paid", expired: "Expired" };
   var status = data.status;
-  // The server's clock decides expiry: remember how far this device's clock is off.
-  var clockOffset = Date.parse(data.serverNow) - Date.now();
-  var expiresAt = Date.parse(data.expiresAt);
   var pollTimer = null;
-  var countdownTimer = null;
+  var stopCountdown = function () {};
   var socket = null;
   var socketOpen = false;
   var socketRetry = 1000;
+  var say = shared.say;
 
   function $(id) {
     return document.getElementById(id);
   }
 
-  function say(id, text, isError) {
-    var el = $(id);
-    if (!el) return;
-    el.textContent = text;
-    el.classList.toggle("error", !!isError);
+  function fill(template, values) {
+    return String(template).replace(/\{(\w+)\}/g, function (all, name) {
+      return name in values ? values[name] : all;
+    });
   }
 
   function show(newStatus) {
@@ -33,22 +34,44 @@
     var wasUnpaid = status === "unpaid";
     status = newStatus;
     var label = $("status");
-    label.textContent = LABELS[status] || status;
+    label.textContent = text[status] || status;
     label.className = "status status-" + status;
     ["unpaid", "paid", "expired"].forEach(function (s) {
       $("state-" + s).hidden = s !== status;
     });
     if (status !== "unpaid") {
       clearTimeout(pollTimer);
-      clearInterval(countdownTimer);
+      stopCountdown();
       if (socket) socket.close();
     }
-    if (status === "paid" && wasUnpaid) followRedirectSoon();
+    if (status === "paid" && wasUnpaid) {
+      loadReceipt();
+      followRedirectSoon();
+    }
     var heading = document.querySelector("#state-" + status + " h2");
     if (heading) {
       heading.tabIndex = -1;
       heading.focus({ preventScroll: false });
     }
+  }
+
+  // --- the receipt ---------------------------------------------------------------------
+  function loadReceipt(attempt) {
+    attempt = attempt || 0;
+    var box = $("receipt");
+    if (!box || !data.receiptUrl || box.children.length) return;
+    fetch(data.receiptUrl, { headers: { Accept: "text/html" }, cache: "no-store" })
+      .then(function (r) {
+        if (!r.ok) throw new Error("status " + r.status);
+        return r.text();
+      })
+      .then(function (html) {
+        box.innerHTML = html; // our own server's markup, no scripts (the policy has none)
+        shared.watchImages(box);
+      })
+      .catch(function () {
+        if (attempt < 5) setTimeout(loadReceipt, 1000 * (attempt + 1), attempt + 1);
+      });
   }
 
   // --- live status ---------------------------------------------------------------------
@@ -108,20 +131,6 @@
     };
   }
 
-  // --- countdown -----------------------------------------------------------------------
-  function pad(n) {
-    return n < 10 ? "0" + n : "" + n;
-  }
-
-  function tick() {
-    var left = Math.max(0, Math.floor((expiresAt - (Date.now() + clockOffset)) / 1000));
-    var h = Math.floor(left / 3600);
-    var m = Math.floor((left % 3600) / 60);
-    var s = left % 60;
-    $("countdown").textContent = (h ? h + ":" + pad(m) : m) + ":" + pad(s);
-    if (left === 0) poll(); // the server says whether it expired or was paid at the wire
-  }
-
   // --- redirect after payment ----------------------------------------------------------
   function followRedirectSoon() {
     if (!data.redirectUrl) return;
@@ -141,38 +150,9 @@
         window.location.assign(data.redirectUrl);
         return;
       }
-      say("redirect-note", "Taking you back to the shop in " + left + " s…");
+      say("redirect-note", fill(text.redirecting, { seconds: left }));
       left -= 1;
     }
-  }
-
-  // --- copy ----------------------------------------------------------------------------
-  function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) {
-      return navigator.clipboard.writeText(text);
-    }
-    // Plain http (not localhost): the old way still works.
-    var area = document.createElement("textarea");
-    area.value = text;
-    area.setAttribute("readonly", "");
-    area.className = "offscreen";
-    document.body.appendChild(area);
-    area.select();
-    var ok = document.execCommand("copy");
-    document.body.removeChild(area);
-    return ok ? Promise.resolve() : Promise.reject(new Error("copy refused"));
-  }
-
-  function onCopy() {
-    copyText(data.bolt11).then(
-      function () {
-        say("feedback", "Invoice copied. Paste it into your wallet.");
-      },
-      function () {
-        say("feedback", "Could not copy: open “Show the invoice as text” and copy it.", true);
-        document.querySelector(".invoice-text").open = true;
-      }
-    );
   }
 
   // --- JSON POSTs (dev wallet, start again) --------------------------------------------
@@ -194,6 +174,7 @@
     });
   }
 
+  // A developer's tool (dev mode on the dev node only): its words stay English.
   function onDevPay(event) {
     var button = event.currentTarget;
     button.disabled = true;
@@ -213,14 +194,14 @@
   function onStartAgain(event) {
     var button = event.currentTarget;
     button.disabled = true;
-    say("restart-feedback", "Making a new invoice…");
+    say("restart-feedback", text.restarting);
     postJson(data.restartUrl, { quantity: data.quantity }).then(
       function (json) {
         window.location.assign(json.checkoutUrl);
       },
       function (err) {
         button.disabled = false;
-        say("restart-feedback", "Could not start again: " + err.message, true);
+        say("restart-feedback", fill(text.restartFailed, { error: err.message }), true);
       }
     );
   }
@@ -230,13 +211,13 @@
     if (el) el.addEventListener("click", handler);
   }
 
-  on("copy-invoice", onCopy);
+  shared.bindCopy(data.bolt11, text);
   on("dev-pay", onDevPay);
   on("start-again", onStartAgain);
 
   if (status === "unpaid") {
-    tick();
-    countdownTimer = setInterval(tick, 1000);
+    // At zero the server says whether it expired or was paid at the wire.
+    stopCountdown = shared.startCountdown(data.expiresAt, data.serverNow, poll);
     pollTimer = setTimeout(poll, POLL_MS);
     listen();
     // Back from the wallet app: check at once rather than at the next tick.
