@@ -238,10 +238,12 @@ def test_index_shows_paid_count_and_revenue_today_and_last_7_days(client, shops)
         return rows
 
     client.force_login(create_merchant_user("alice", merchant, "a long passphrase 42"))
-    assert summary(page(client, "/admin/")) == {
+    staff_index = page(client, "/admin/")
+    assert summary(staff_index) == {
         "today": ("2", "3,500 sats"),
         "week": ("3", "7,500 sats"),
     }
+    assert '<a href="/dashboard/">Charts, invoices and refunds' in staff_index
     client.force_login(get_user_model().objects.create_superuser("root", "r@example.com", "pw"))
     assert summary(page(client, "/admin/")) == {
         "today": ("3", "13,499 sats"),

@@ -3,11 +3,12 @@
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import transaction
+from django.utils import timezone
 
 from checkout.models import MerchantUser
 from checkout.services import create_merchant
 from webhooks import services
-from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +55,13 @@ def test_staff_see_only_their_merchants_endpoints_and_deliveries(client, shops):
     theirs_url = f"/admin/webhooks/webhookdelivery/{theirs_delivery.pk}/change/"
     assert client.get(theirs_url).status_code == 302  # not found: back to the index
     mine_url = f"/admin/webhooks/webhookdelivery/{mine_delivery.pk}/change/"
-    assert client.get(mine_url).status_code == 200
+    WebhookAttempt.objects.create(
+        delivery=mine_delivery, number=1, started_at=timezone.now(), duration_ms=12, error="refused"
+    )
+    shown = client.get(mine_url)
+    assert shown.status_code == 200
+    assert "Attempt 1" in shown.content.decode()  # each attempt is named by its number
+    assert "WebhookAttempt object" not in shown.content.decode()
 
 
 def test_redeliver_action(client, shops):

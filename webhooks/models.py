@@ -189,6 +189,9 @@ class WebhookAttempt(models.Model):
     class Meta:
         ordering = ["number"]
 
+    def __str__(self):
+        return f"Attempt {self.number}"
+
     @property
     def succeeded(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
