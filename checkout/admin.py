@@ -32,6 +32,10 @@ def request_merchant(request) -> Merchant | None:
 class MerchantScopedAdmin(admin.ModelAdmin):
     """Rows of the user's own merchant only; the `merchant` field is the operator's alone."""
 
+    # False for records whose fields are all read-only: their page has actions (redeliver,
+    # refund steps), and a Save button there would do nothing.
+    save_buttons = True
+
     def is_operator(self, request) -> bool:
         return request.user.is_superuser
 
@@ -59,6 +63,16 @@ class MerchantScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return super().has_delete_permission(request, obj) and self.may_use(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not self.save_buttons:
+            extra_context = {
+                **(extra_context or {}),
+                "show_save": False,
+                "show_save_and_continue": False,
+                "show_save_and_add_another": False,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)

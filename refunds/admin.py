@@ -39,6 +39,7 @@ class RefundForm(forms.Form):
 
 @admin.register(Refund)
 class RefundAdmin(MerchantScopedAdmin):
+    save_buttons = False  # every field is read-only: the page has actions, not a Save button
     list_display = (
         "public_id",
         "source",
@@ -82,16 +83,6 @@ class RefundAdmin(MerchantScopedAdmin):
 
     def has_add_permission(self, request):
         return False  # made from a paid checkout's page (or the API)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        # Every field is read-only: the page has actions, not a Save button.
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -108,6 +108,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(MerchantScopedAdmin):
+    save_buttons = False  # every field is read-only: redeliver is the one action
     list_display = (
         "public_id",
         "event_type",
@@ -163,17 +164,6 @@ class WebhookDeliveryAdmin(MerchantScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         pass  # nothing here is edited by hand; saving could undo a worker's lease
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        # Every field is read-only, so a Save button would do nothing: show none.
-        hidden = {
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-        }
-        return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), **hidden}
-        )
 
     @admin.display(description="Merchant")
     def merchant(self, delivery):
